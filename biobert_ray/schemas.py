@@ -1,0 +1,55 @@
+"""Every table this package writes, as one explicit pyarrow schema each.
+
+Every Parquet write passes one of these schemas, so a table's columns and types are declared here
+and nowhere else.
+"""
+
+import pyarrow as pa
+
+ABSTRACT_SECTION = pa.struct(
+    [
+        pa.field("label", pa.string()),  # e.g. "BACKGROUND"; null for an unlabelled paragraph
+        pa.field("nlm_category", pa.string()),  # NLM's normalised category, e.g. "OBJECTIVE"
+        pa.field("char_start", pa.int32()),  # abstract[char_start:char_end] is the section's text,
+        pa.field("char_end", pa.int32()),  # without its "LABEL: " prefix
+    ]
+)
+
+ARTICLES = pa.schema(
+    [
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("version", pa.int32()),
+        pa.field("title", pa.string()),
+        pa.field("abstract", pa.string()),
+        pa.field("abstract_sections", pa.list_(ABSTRACT_SECTION)),
+        pa.field("journal", pa.string()),
+        pa.field("pub_year", pa.int32()),
+        pa.field("language", pa.string()),
+        pa.field("doi", pa.string()),
+        pa.field("pmcid", pa.string()),
+        pa.field("mesh_terms", pa.list_(pa.string())),
+        pa.field("keywords", pa.list_(pa.string())),
+        pa.field("publication_types", pa.list_(pa.string())),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("record_index", pa.int32(), nullable=False),
+    ]
+)
+
+DELETIONS = pa.schema(
+    [
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("record_index", pa.int32(), nullable=False),
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),  # "record" or "file"
+        pa.field("record_index", pa.int32()),  # null for a file-level error
+        pa.field("pmid", pa.int64()),  # null when it could not be read
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("excerpt", pa.string()),  # the start of the offending record, for a human to look at
+    ]
+)
