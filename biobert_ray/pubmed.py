@@ -33,7 +33,7 @@ _ROOT_RE = re.compile(rb"<([A-Za-z_][\w.-]*)[\s>/]")
 _PROLOG_RE = re.compile(rb"\s*(<\?.*?\?>|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>|<!--.*?-->)", re.S)
 _PMID_RE = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")
 _YEAR_RE = re.compile(r"(1[89]\d\d|2\d\d\d)")
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # small reads: a truncated gzip loses at most this much before the cut
 _EXCERPT = 300
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)

@@ -1,0 +1,172 @@
+"""Shared fixtures: a real S3-compatible server, a local Ray, a Ray head for job submission.
+
+The S3 server (moto in server mode on 127.0.0.1) starts first and its endpoint goes into the
+environment, so every Ray worker started afterwards inherits it and reaches the same server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "biobert_ray" / "sample_data"
+RAY_BIN = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def s3_endpoint() -> str:
+    """A moto S3 server on loopback for the whole session; AWS_* variables point at it."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A new empty bucket on the session's S3 server; returns ``s3://<name>``."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_endpoint: str):
+    """One local Ray for the session (2 CPUs, a small object store)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=600 * 1024**2, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _ray_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # keep the node on 127.0.0.1
+        RAY_AUTH_MODE="token",  # the default of `ray start`; clients must send the same token
+        RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex,
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    return env
+
+
+def _stop_head(temp_dir: Path) -> None:
+    """Stop only the processes of the head started in ``temp_dir`` (and their children)."""
+    import psutil
+
+    procs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(temp_dir) in arg for arg in proc.info["cmdline"] or []):
+                procs.append(proc)
+                procs.extend(proc.children(recursive=True))
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint: str):
+    """A `ray start --head` cluster on loopback with free ports; yields (dashboard URL, env)."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="rayhead", dir="/tmp"))
+    env = _ray_env()
+    dashboard_port = free_port()
+    cmd = [
+        RAY_BIN, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
+        "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+        "--ray-client-server-port", str(free_port()), "--temp-dir", str(temp_dir),
+        # the session's local Ray holds the default agent ports: give this head its own
+        "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+        "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
+        "--num-cpus", "2", "--object-store-memory", str(600 * 1024**2), "--disable-usage-stats",
+    ]  # fmt: skip
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"http://127.0.0.1:{dashboard_port}", env
+    finally:
+        _stop_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def submit_job(ray_head, *entrypoint: str, timeout: float = 240) -> str:
+    """`ray job submit` from the repo root and wait; returns the logs, fails unless the job succeeded."""
+    address, env = ray_head
+    submit_id = f"test-{uuid.uuid4().hex[:8]}"
+    cmd = [
+        RAY_BIN,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        str(REPO),
+        "--submission-id",
+        submit_id,
+    ]
+    deadline = time.monotonic() + 120
+    while True:  # right after `ray start` the head's job agent may not be up yet
+        proc = subprocess.run(
+            [*cmd, "--no-wait", "--", *entrypoint],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode == 0 or "No available agent" not in proc.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [RAY_BIN, "job", "status", "--address", address, submit_id],
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.lower()
+        if any(s in status for s in ("succeeded", "failed", "stopped")):
+            break
+        time.sleep(2)
+    logs = subprocess.run(
+        [RAY_BIN, "job", "logs", "--address", address, submit_id], env=env, capture_output=True, text=True
+    ).stdout
+    assert "succeeded" in status, f"job {submit_id} did not succeed:\n{status}\n{logs}"
+    return logs
