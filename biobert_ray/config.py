@@ -32,7 +32,7 @@ def required(help: str, **extra: Any) -> Any:
     return field(metadata={"help": help, "required": True, **extra})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IngestConfig:
     """``biobert-ray ingest``: MEDLINE/PubMed XML files to a Parquet ``articles`` table."""
 
@@ -42,6 +42,105 @@ class IngestConfig:
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     cpus_per_task: float = option(1.0, "CPUs reserved by each file-parsing task")
     rows_per_group: int = option(2000, "Parquet row-group size of the output files")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Settings shared by fine-tuning and pretraining runs on Ray Train."""
+
+    base_model: str | None = option(None, "hub id, local directory or s3:// URI (default: all-MiniLM-L6-v2)")
+    out: str = option("out/model", "where the trained model directory is written (local or s3://)")
+    num_workers: int = option(1, "Ray Train workers (DDP); one GPU each with --use-gpu")
+    use_gpu: bool = option(False, "train on GPUs (bf16 autocast); CPU workers use gloo")
+    cpus_per_worker: float = option(1.0, "CPUs reserved per worker (use 0.5 on a 2-core machine)")
+    learning_rate: float = option(5e-5, "peak AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_ratio: float = option(0.1, "fraction of steps with linear warm-up, then linear decay")
+    seed: int = option(42, "random seed")
+    storage_path: str | None = option(None, "Ray Train checkpoint storage (default: <out>/_checkpoints)")
+    max_failures: int = option(
+        2, "Ray Train retries after a worker failure, resuming from the last checkpoint"
+    )
+    run_name: str | None = option(
+        None, "Ray Train run name; reusing it resumes that run (default: derived from out)"
+    )
+    address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig(TrainConfig):
+    """``biobert-ray finetune``: fine-tune a task head on a benchmark dataset with Ray Train."""
+
+    train: str = required("training file (local or s3://)")
+    dev: str | None = option(None, "development file: model selection and early reporting")
+    entity_type: str | None = option(None, "entity type of untyped B/I/O tags (NER)")
+    epochs: int = option(3, "training epochs")
+    batch_size: int = option(32, "global batch size (split across workers)")
+    max_seq_length: int = option(
+        128, "longest input in sub-tokens; longer sentences become overlapping windows"
+    )
+    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    max_train_samples: int | None = option(None, "use only the first N training examples (quick runs)")
+    max_eval_samples: int | None = option(None, "use only the first N dev examples")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    """``biobert-ray evaluate``: score a fine-tuned model on a labelled file."""
+
+    model: str = required("fine-tuned model: local directory or s3:// URI")
+    data: str = required("labelled file (local or s3://)")
+    out: str | None = option(None, "write the scores as JSON here")
+    entity_type: str | None = option(None, "entity type of untyped B/I/O tags (default: the model's)")
+    batch_size: int = option(64, "sequences per forward pass")
+    max_seq_length: int | None = option(
+        None, "window length in sub-tokens (default: the model's training value)"
+    )
+    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnnotateConfig:
+    """``biobert-ray annotate``: run fine-tuned models over an articles table with Ray Data."""
+
+    articles: str = required("articles table directory written by ingest (local or s3://)")
+    model: tuple[str, ...] = required("fine-tuned model(s); several run in one pass over the corpus")
+    out: str = required("output table directory (local or s3://)")
+    batch_size: int = option(64, "sequences per forward pass (length-sorted, dynamically padded)")
+    max_seq_length: int | None = option(
+        None, "window length in sub-tokens (default: each model's training value)"
+    )
+    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    num_actors: int = option(1, "model actors (one GPU each with --use-gpu)")
+    use_gpu: bool = option(False, "run models on GPUs (bf16 autocast)")
+    cpus_per_actor: float = option(1.0, "CPUs reserved per model actor (fractional on small machines)")
+    quantize: bool = option(False, "int8 dynamic quantization of Linear layers (CPU inference only)")
+    current_only: bool = option(False, "annotate only the current version of each article")
+    max_articles: int | None = option(None, "annotate only the first N articles (quick runs)")
+    overwrite: bool = option(False, "redo shards whose output is already complete")
+    address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig(TrainConfig):
+    """``biobert-ray pretrain``: continue masked-LM pretraining on an articles table."""
+
+    corpus: str = required("articles table directory written by ingest (local or s3://)")
+    text_columns: tuple[str, ...] = option(("title", "abstract"), "text columns of the corpus to train on")
+    seq_len: int = option(128, "tokens per packed sequence")
+    global_batch: int = option(32, "sequences per optimizer step over all workers (gradient accumulation)")
+    micro_batch: int = option(16, "sequences per forward pass on one worker")
+    max_steps: int = option(100, "optimizer steps")
+    mlm_probability: float = option(0.15, "fraction of tokens selected for masking (80/10/10)")
+    whole_word_masking: bool = option(False, "mask all sub-tokens of a selected word together")
+    checkpoint_every: int = option(50, "steps between checkpoints")
+    keep_checkpoints: int = option(3, "checkpoints kept (the oldest are deleted)")
+    eval_every: int = option(50, "steps between held-out MLM loss/accuracy evaluations")
+    eval_documents: int = option(64, "documents held out for evaluation")
+    log_every: int = option(10, "steps between progress lines")
+    resume: bool = option(False, "continue from the last checkpoint of this run")
+    train_vocab: bool = option(False, "train a WordPiece vocabulary on the corpus and start from scratch")
+    vocab_size: int = option(30522, "vocabulary size with --train-vocab")
 
 
 def _base_type(tp: Any) -> Any:

@@ -170,3 +170,11 @@ def submit_job(ray_head, *entrypoint: str, timeout: float = 240) -> str:
     ).stdout
     assert "succeeded" in status, f"job {submit_id} did not succeed:\n{status}\n{logs}"
     return logs
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """Directory of a randomly initialised 2-layer BERT with a WordPiece vocab trained on bundled text."""
+    from tiny_bert import build_tiny_bert
+
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))

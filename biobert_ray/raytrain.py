@@ -1,0 +1,69 @@
+"""Ray Train plumbing shared by fine-tuning and pretraining: resources, storage, device, precision.
+
+Checkpoints go through the same fsspec filesystems as every other path (local or ``s3://``), so an
+S3-compatible endpoint set by ``AWS_ENDPOINT_URL`` applies to them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+
+from biobert_ray import storage
+
+
+def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float) -> ScalingConfig:
+    """``num_workers`` DDP workers with ``cpus_per_worker`` CPUs (fractions allowed) and one GPU each if asked."""
+    resources = {"CPU": cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = 1
+    return ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources)
+
+
+def default_run_name(out: str, prefix: str) -> str:
+    """A stable run name for an output location, so rerunning the same command resumes the same run."""
+    return f"{prefix}-{hashlib.sha256(out.encode()).hexdigest()[:10]}"
+
+
+def storage_for(storage_path: str) -> tuple[str, pafs.FileSystem]:
+    """``(path, pyarrow filesystem)`` for Ray Train's ``RunConfig`` from any fsspec URI."""
+    fs, path = storage.filesystem(storage_path)
+    if storage.is_local(fs):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return str(Path(path).resolve()), pafs.LocalFileSystem()
+    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def run_config(
+    name: str,
+    storage_path: str,
+    max_failures: int,
+    num_to_keep: int | None = None,
+    score_attribute: str | None = None,
+    score_order: str = "max",
+) -> RunConfig:
+    """Where and how a run keeps its checkpoints, and how often it retries after a failure."""
+    path, filesystem = storage_for(storage_path)
+    return RunConfig(
+        name=name,
+        storage_path=path,
+        storage_filesystem=filesystem,
+        failure_config=FailureConfig(max_failures=max_failures),
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=num_to_keep,
+            checkpoint_score_attribute=score_attribute,
+            checkpoint_score_order=score_order,
+        ),
+    )
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing on CPU (no fast bf16 there, see ENVIRONMENT.md)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
