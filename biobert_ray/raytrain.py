@@ -18,7 +18,7 @@ from biobert_ray import storage
 
 
 def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float) -> ScalingConfig:
-    """``num_workers`` DDP workers with ``cpus_per_worker`` CPUs (fractions allowed) and one GPU each if asked."""
+    """DDP workers with ``cpus_per_worker`` CPUs each (fractions allowed) and one GPU each if asked."""
     resources = {"CPU": cpus_per_worker}
     if use_gpu:
         resources["GPU"] = 1
