@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from biobert_ray import config as cfg
-from biobert_ray import samples, storage
+from biobert_ray import runs, samples, storage
 
 
 def print_ingest_summary(report: dict[str, Any]) -> None:
@@ -61,16 +61,115 @@ def query_articles_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_command(args: argparse.Namespace) -> int:
-    """``biobert-ray demo``: the laptop quickstart on bundled data, no network."""
-    from biobert_ray import ingest, query
+def finetune_command(args: argparse.Namespace) -> int:
+    """``biobert-ray finetune TASK``: fine-tune with Ray Train, export the best model, print its scores."""
+    from biobert_ray import metrics, train
 
-    articles_out = storage.join(args.out_dir, "articles")
-    print(f"[1/1] ingest the bundled MEDLINE sample -> {articles_out}")
-    report = ingest.run(cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles_out, overwrite=True))
+    config = cfg.from_args(cfg.FinetuneConfig, args)
+    summary = train.finetune(args.task, config)
+    print(f"best epoch {summary['best_epoch'] + 1}; model saved to {config.out}")
+    if summary["dev_scores"]:
+        print(metrics.format_report(summary["dev_scores"]))
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``biobert-ray evaluate TASK``: score a model on a labelled file, print (and save) the report."""
+    from biobert_ray import evaluation, metrics
+
+    result = evaluation.evaluate(cfg.from_args(cfg.EvaluateConfig, args))
+    print(f"{result['model']} on {result['data']} ({result['examples']} examples)")
+    print(metrics.format_report(result))
+    return 0
+
+
+def annotate_command(args: argparse.Namespace) -> int:
+    """``biobert-ray annotate TASK``: run models over an articles table, print the run summary."""
+    from biobert_ray import pipeline
+
+    config = cfg.from_args(cfg.AnnotateConfig, args)
+    report = pipeline.run(config)
+    c = report["counts"]
+    print(
+        f"annotate: {c['shards']} shards ({c['shards_processed']} processed, {c['shards_skipped']} skipped), "
+        f"{c['articles']} articles, {c['sentences']} sentences -> {c['rows']} rows; "
+        f"{report['wall_seconds']:.1f}s, {report['articles_per_second'] or 0:.1f} articles/s"
+    )
+    print(f"  summary: {storage.join(config.out, '_run.json')}")
+    return 0
+
+
+def query_entities_command(args: argparse.Namespace) -> int:
+    """``biobert-ray query entities``: top entities, articles mentioning one, or co-occurring pairs."""
+    import polars as pl
+
+    from biobert_ray import query
+
+    if args.pairs:
+        frame = query.cooccurrences(args.table, within=args.pairs).head(args.top)
+    elif args.mentioning:
+        if not args.articles:
+            raise ValueError("--mentioning needs --articles (the articles table, for titles)")
+        frame = query.articles_mentioning(args.table, args.articles, args.mentioning, args.type).head(
+            args.top
+        )
+    else:
+        frame = query.top_entities(args.table, args.type, args.top)
+    with pl.Config(tbl_rows=args.top, fmt_str_lengths=70):
+        print(frame.collect())
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """``biobert-ray demo``: the laptop quickstart on bundled data, no network.
+
+    Ingest the bundled MEDLINE sample, fine-tune NER on 2,000 NCBI-disease training sentences from
+    all-MiniLM-L6-v2, evaluate on the NCBI-disease test set, annotate the sample, query the entities.
+    """
+    import os
+
+    from biobert_ray import evaluation, ingest, metrics, pipeline, query, train
+
+    out = args.out_dir
+    cores = os.cpu_count() or 2
+    articles, model, entities = (storage.join(out, name) for name in ("articles", "ner-disease", "entities"))
+    print(f"[1/5] ingest the bundled MEDLINE sample -> {articles}")
+    report = ingest.run(cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles, overwrite=True))
     print_ingest_summary(report)
-    current = query.current_articles(articles_out).collect()
-    print(f"current articles: {current.height} ({current['abstract'].is_not_null().sum()} with an abstract)")
+
+    print(f"[2/5] fine-tune NER (Disease) on {args.train_sentences} NCBI-disease sentences -> {model}")
+    finetune = cfg.FinetuneConfig(
+        train=samples.ncbi_disease("train"), dev=samples.ncbi_disease("devel"), entity_type="Disease",
+        out=model, max_train_samples=args.train_sentences, epochs=2, batch_size=16, learning_rate=2e-4,
+        warmup_ratio=0.0, max_seq_length=128, num_workers=1, cpus_per_worker=cores,
+        run_name=f"demo-{runs.new_run_id()}",
+    )  # fmt: skip
+    summary = train.finetune("ner", finetune, log=print)
+    print(f"best dev F1 {summary['dev_scores']['overall']['f1']:.4f} (epoch {summary['best_epoch'] + 1})")
+
+    print("[3/5] evaluate on the NCBI-disease test set")
+    result = evaluation.evaluate(cfg.EvaluateConfig(model=model, data=samples.ncbi_disease("test")))
+    print(metrics.format_report(result))
+
+    print(f"[4/5] annotate the sample -> {entities}")
+    report = pipeline.run(
+        cfg.AnnotateConfig(
+            articles=articles,
+            model=(model,),
+            out=entities,
+            overwrite=True,
+            cpus_per_actor=max(1.0, cores - 0.5),
+        )
+    )
+    c = report["counts"]
+    print(
+        f"{c['articles']} articles, {c['sentences']} sentences -> {c['rows']} entities, "
+        f"{report['articles_per_second']:.1f} articles/s"
+    )
+
+    print("[5/5] query: the most mentioned diseases")
+    print(query.top_entities(entities, "Disease", 10).collect())
+    print(f"test F1 {result['overall']['f1']:.4f}; tables in {out}/")
     return 0
 
 
@@ -93,9 +192,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--count", action="store_true", help="print the number of rows only")
     q.add_argument("--limit", type=int, default=10, help="rows to print")
     q.set_defaults(func=query_articles_command)
+    q = qsub.add_parser("entities", help="entities of an annotated table")
+    q.add_argument("table", help="entities table directory (local or s3://)")
+    q.add_argument("--type", help="only this entity type")
+    q.add_argument("--top", type=int, default=20, help="rows to print")
+    q.add_argument("--mentioning", metavar="ENTITY", help="articles mentioning ENTITY (needs --articles)")
+    q.add_argument("--articles", help="articles table, to show titles with --mentioning")
+    q.add_argument(
+        "--pairs", choices=["sentence", "article"], help="entity pairs co-occurring in a sentence/article"
+    )
+    q.set_defaults(func=query_entities_command)
+
+    tasks = ["ner"]
+    p = sub.add_parser("finetune", help="fine-tune a task head with Ray Train")
+    p.add_argument("task", choices=tasks)
+    cfg.add_arguments(p, cfg.FinetuneConfig)
+    p.set_defaults(func=finetune_command)
+
+    p = sub.add_parser("evaluate", help="score a fine-tuned model with the task's official metric")
+    p.add_argument("task", choices=tasks)
+    cfg.add_arguments(p, cfg.EvaluateConfig)
+    p.set_defaults(func=evaluate_command)
+
+    p = sub.add_parser("annotate", help="run fine-tuned models over an articles table with Ray Data")
+    p.add_argument("task", choices=tasks)
+    cfg.add_arguments(p, cfg.AnnotateConfig)
+    p.set_defaults(func=annotate_command)
 
     p = sub.add_parser("demo", help="laptop quickstart on the bundled sample data")
-    p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables")
+    p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables and model")
+    p.add_argument("--train-sentences", type=int, default=2000, help="NCBI-disease training sentences to use")
     p.set_defaults(func=demo_command)
     return parser
 

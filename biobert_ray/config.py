@@ -115,7 +115,6 @@ class AnnotateConfig:
     use_gpu: bool = option(False, "run models on GPUs (bf16 autocast)")
     cpus_per_actor: float = option(1.0, "CPUs reserved per model actor (fractional on small machines)")
     quantize: bool = option(False, "int8 dynamic quantization of Linear layers (CPU inference only)")
-    current_only: bool = option(False, "annotate only the current version of each article")
     max_articles: int | None = option(None, "annotate only the first N articles (quick runs)")
     overwrite: bool = option(False, "redo shards whose output is already complete")
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")

@@ -16,10 +16,10 @@ metrics), so ``transformers`` alone can load it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from filelock import FileLock
 from biobert_ray import storage
 
 METADATA_FILE = "biobert_ray.json"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def cache_root() -> Path:
@@ -84,10 +85,19 @@ def _local_only(ref: str, resolved: str) -> dict[str, Any]:
     return {"local_files_only": True} if resolved != ref or Path(resolved).is_dir() else {}
 
 
+def _quiet_transformers() -> None:
+    """Keep transformers to errors: its per-load reports would drown the job's own progress lines."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(ref: str):
     """The fast tokenizer of model ``ref`` (offsets and word ids need a fast tokenizer)."""
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     resolved = resolve(ref)
     tokenizer = AutoTokenizer.from_pretrained(resolved, **_local_only(ref, resolved))
     if not tokenizer.is_fast:
@@ -95,8 +105,15 @@ def load_tokenizer(ref: str):
     return tokenizer
 
 
+@functools.lru_cache(maxsize=8)
+def cached_tokenizer(ref: str):
+    """:func:`load_tokenizer`, loaded once per process (for Ray workers that tokenize many batches)."""
+    return load_tokenizer(ref)
+
+
 def load_model(ref: str, model_class: Any, **kwargs: Any):
     """``model_class.from_pretrained`` on ``ref`` with safetensors only and no remote code."""
+    _quiet_transformers()
     resolved = resolve(ref)
     return model_class.from_pretrained(
         resolved, use_safetensors=True, trust_remote_code=False, **_local_only(ref, resolved), **kwargs
@@ -122,8 +139,6 @@ def save(model, tokenizer, out: str, metadata: dict[str, Any]) -> None:
         tokenizer.save_pretrained(tmp)
         files = sorted(p for p in Path(tmp).iterdir() if p.is_file())
         fs, path = storage.filesystem(out)
-        if storage.is_local(fs) and Path(path).exists():
-            shutil.rmtree(path)
         fs.makedirs(path, exist_ok=True)
         for file in files:
             fs.put_file(str(file), f"{path.rstrip('/')}/{file.name}")

