@@ -120,6 +120,33 @@ def query_entities_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def pretrain_command(args: argparse.Namespace) -> int:
+    """``biobert-ray pretrain``: masked-LM pretraining on an articles table; prints the run summary.
+
+    Exit status 1 when training failed after its retries (rerun with ``--resume`` to continue).
+    """
+    from ray.train import TrainingFailedError
+
+    from biobert_ray import pretrain
+
+    config = cfg.from_args(cfg.PretrainConfig, args)
+    try:
+        summary = pretrain.run(config)
+    except TrainingFailedError as exc:
+        print(f"biobert-ray pretrain: training failed: {exc}\n  rerun it with --resume", file=sys.stderr)
+        return 1
+    held_out = summary["eval"]
+    print(
+        f"pretrain: step {summary['steps']} (this run from step {summary['start_step']}), epoch "
+        f"{summary['epoch']}, {summary['tokens_seen']:,} tokens seen; {summary['wall_seconds']:.1f}s, "
+        f"{summary['tokens_per_second_overall']:,.0f} tokens/s overall"
+    )
+    if held_out:
+        print(f"  held-out: MLM loss {held_out['loss']:.4f}, accuracy {held_out['mlm_accuracy']:.4f}")
+    print(f"  model: {summary['out']}\n  checkpoints and metrics.jsonl: {summary['run_dir']}")
+    return 0
+
+
 def demo_command(args: argparse.Namespace) -> int:
     """``biobert-ray demo``: the laptop quickstart on bundled data, no network.
 
@@ -218,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=tasks)
     cfg.add_arguments(p, cfg.AnnotateConfig)
     p.set_defaults(func=annotate_command)
+
+    p = sub.add_parser("pretrain", help="masked-LM pretraining of a BERT on an articles table (Ray Train)")
+    cfg.add_arguments(p, cfg.PretrainConfig)
+    p.set_defaults(func=pretrain_command)
 
     p = sub.add_parser("demo", help="laptop quickstart on the bundled sample data")
     p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables and model")

@@ -140,6 +140,12 @@ class PretrainConfig(TrainConfig):
     resume: bool = option(False, "continue from the last checkpoint of this run")
     train_vocab: bool = option(False, "train a WordPiece vocabulary on the corpus and start from scratch")
     vocab_size: int = option(30522, "vocabulary size with --train-vocab")
+    scratch_size: str = option(
+        "base",
+        "model size with --train-vocab: base (BERT-base, 12x768), small (4x512) or tiny (2x128)",
+        choices=("base", "small", "tiny"),
+    )
+    max_grad_norm: float = option(1.0, "gradient clipping: largest global L2 norm of the gradients")
 
 
 def _base_type(tp: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -25,9 +26,14 @@ def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float) -> S
     return ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources)
 
 
-def default_run_name(out: str, prefix: str) -> str:
-    """A stable run name for an output location, so rerunning the same command resumes the same run."""
-    return f"{prefix}-{hashlib.sha256(out.encode()).hexdigest()[:10]}"
+def default_run_name(out: str, prefix: str, identity: dict | None = None) -> str:
+    """A stable run name for an output location and a run's identity (the settings that define it).
+
+    Rerunning the same command gives the same name, so Ray Train resumes that run from its last
+    checkpoint; a changed identity gives a new name and a fresh run.
+    """
+    key = json.dumps([out, identity], sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def storage_for(storage_path: str) -> tuple[str, pafs.FileSystem]:

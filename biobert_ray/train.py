@@ -14,6 +14,7 @@ with ``biobert_ray.json`` metadata.
 from __future__ import annotations
 
 import math
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +36,10 @@ STATE_FILE = "training_state.pt"
 
 
 def _encode_batch(batch: dict[str, np.ndarray], task_name: str, tokenizer_ref: str, **kwargs: Any) -> dict:
-    """Ray Data stage: a batch of examples (column ``example``) -> one row per training window."""
+    """Ray Data stage: a batch of pickled examples (column ``example``) -> one row per training window."""
     task = get_task(task_name)
-    per_example = task.encode(list(batch["example"]), models.cached_tokenizer(tokenizer_ref), **kwargs)
+    examples = [pickle.loads(blob) for blob in batch["example"]]
+    per_example = task.encode(examples, models.cached_tokenizer(tokenizer_ref), **kwargs)
     windows = [w for example_windows in per_example for w in example_windows]
     return {"input_ids": [w["input_ids"] for w in windows], "labels": [w["labels"] for w in windows]}
 
@@ -159,6 +161,22 @@ def _linear_schedule(total_steps: int, warmup_steps: int):
     return factor
 
 
+def _run_identity(config: FinetuneConfig, base_model: str) -> dict[str, Any]:
+    """What makes two fine-tuning runs the same run: rerunning it resumes, changing it starts anew."""
+    fields = (
+        "train",
+        "dev",
+        "entity_type",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "warmup_ratio",
+    )
+    more = ("max_seq_length", "stride", "max_train_samples", "max_eval_samples", "seed")
+    return {"base_model": base_model, **{name: getattr(config, name) for name in fields + more}}
+
+
 def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any]:
     """Fine-tune ``config.base_model`` on ``config.train`` for task ``task_name``; returns the summary.
 
@@ -179,7 +197,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
 
     connect(config.address)
     train_set = (
-        ray.data.from_items([{"example": e} for e in train_examples])
+        ray.data.from_items([{"example": pickle.dumps(e)} for e in train_examples])
         .map_batches(
             _encode_batch,
             fn_kwargs={"task_name": task_name, "tokenizer_ref": base_model, **encode_args},
@@ -198,7 +216,9 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         f"{total_steps} steps"
     )
     storage_path = config.storage_path or f"{config.out.rstrip('/')}.checkpoints"
-    run_name = config.run_name or raytrain.default_run_name(config.out, "finetune")
+    run_name = config.run_name or raytrain.default_run_name(
+        config.out, "finetune", _run_identity(config, base_model)
+    )
     loop_config = {
         "task": task_name,
         "base_model": base_model,
@@ -242,6 +262,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         "max_seq_length": config.max_seq_length,
         "stride": config.stride,
         "best_epoch": best_metrics["epoch"],
+        "resumed_from_epoch": result.metrics.get("resumed_from_epoch"),
         "dev_scores": best_metrics.get("dev_scores"),
         "run_name": run_name,
         "checkpoints": storage.join(storage_path, run_name),

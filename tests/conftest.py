@@ -178,3 +178,38 @@ def tiny_bert(tmp_path_factory) -> str:
     from tiny_bert import build_tiny_bert
 
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
+    """A tiny untrained NER model (Disease B/I/O head) saved the way `finetune` saves, windows of 24."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from biobert_ray import models
+
+    labels = ["O", "B-Disease", "I-Disease"]
+    torch.manual_seed(1)
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_bert,
+        num_labels=3,
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
+    )
+    with torch.no_grad():  # bias the head so that it predicts mentions of all shapes
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.2, 0.4]))
+    out = tmp_path_factory.mktemp("tiny_ner") / "model"
+    metadata = {"task": "ner", "label_list": labels, "entity_types": ["Disease"], "max_seq_length": 24}
+    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def sample_articles(ray_local, tmp_path_factory) -> str:
+    """The bundled MEDLINE sample ingested into an articles table (609 articles in 3 shards)."""
+    from biobert_ray import ingest
+    from biobert_ray.config import IngestConfig
+
+    out = str(tmp_path_factory.mktemp("sample") / "articles")
+    ingest.run(IngestConfig(input=(str(SAMPLES / "pubmed"),), out=out), log=lambda *_: None)
+    return out

@@ -1,0 +1,85 @@
+"""`annotate ner` over the bundled sample on a local Ray: offsets, several models, resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from biobert_ray import pipeline, query, schemas
+from biobert_ray.config import AnnotateConfig
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
+
+
+def annotate(articles: str, models: tuple[str, ...], out, **kw) -> dict:
+    config = AnnotateConfig(articles=articles, model=models, out=str(out), cpus_per_actor=0.5, **kw)
+    return pipeline.run(config, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_ner_model, tmp_path_factory) -> tuple[str, str]:
+    second = tmp_path_factory.mktemp("second") / "model"
+    shutil.copytree(tiny_ner_model, second)
+    return tiny_ner_model, str(second)
+
+
+@pytest.fixture(scope="module")
+def annotated(sample_articles, two_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("entities") / "entities"
+    report = annotate(sample_articles, two_models, out)
+    return out, report
+
+
+def test_every_row_points_at_its_text(annotated, sample_articles):
+    out, report = annotated
+    entities = pl.read_parquet(out / "*.parquet")
+    assert entities.height > 1000, "the biased untrained head predicts many mentions"
+    assert pq.read_schema(out / "medline16n0902.parquet").equals(schemas.ENTITIES)
+    articles = pl.read_parquet(f"{sample_articles}/*.parquet").select("pmid", "title", "abstract")
+    joined = entities.join(articles, on="pmid", how="left")
+    assert joined["title"].null_count() == 0
+    for row in joined.iter_rows(named=True):
+        section = row["title"] if row["section"] == "title" else row["abstract"]
+        assert section[row["char_start"] : row["char_end"]] == row["text"], row
+    assert entities["score"].is_between(0.0, 1.0).all()
+    assert report["counts"]["articles"] == 609 and report["counts"]["shards_processed"] == 3
+    assert report["counts"]["rows"] == entities.height and report["articles_per_second"] > 0
+
+
+def test_several_models_run_in_one_pass(annotated, two_models):
+    out, _ = annotated
+    entities = pl.read_parquet(out / "*.parquet")
+    assert sorted(entities["model"].unique()) == sorted(two_models)
+    per_model = [entities.filter(pl.col("model") == m).drop("model") for m in two_models]
+    assert per_model[0].equals(per_model[1]), "identical weights give identical rows"
+
+
+def test_long_sentences_are_windowed_not_truncated(annotated, sample_articles):
+    out, _ = annotated
+    entities = pl.read_parquet(out / "*.parquet")
+    # the model's windows hold 22 sub-tokens; mentions far past that in a sentence must still exist
+    sentence_starts = entities.group_by("pmid", "section", "sentence_index").agg(
+        (pl.col("char_start").max() - pl.col("char_start").min()).alias("spread")
+    )
+    assert sentence_starts["spread"].max() > 150
+
+
+def test_rerun_skips_complete_shards_and_redoes_a_missing_one(annotated, sample_articles, two_models):
+    out, _ = annotated
+    before = pl.read_parquet(out / "*.parquet").drop("run_id").sort(pl.all())
+    report = annotate(sample_articles, two_models, out)
+    assert report["counts"]["shards_skipped"] == 3 and report["counts"]["shards_processed"] == 0
+    (out / "test_current_medline.parquet").unlink()
+    report = annotate(sample_articles, two_models, out)
+    assert [s["name"] for s in report["shards"] if s["status"] == "ok"] == ["test_current_medline"]
+    assert pl.read_parquet(out / "*.parquet").drop("run_id").sort(pl.all()).equals(before)
+    assert not list(out.rglob("_parts/*/*.parquet")), "part files are merged and removed"
+
+
+def test_max_articles_caps_the_run(sample_articles, tiny_ner_model, tmp_path):
+    report = annotate(sample_articles, (tiny_ner_model,), tmp_path / "capped", max_articles=10)
+    assert report["counts"]["articles"] == 10
+    assert query.entities(str(tmp_path / "capped")).select(pl.col("pmid").n_unique()).collect().item() <= 10

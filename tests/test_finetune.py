@@ -1,0 +1,104 @@
+"""`finetune ner` with Ray Train: 2 CPU workers, checkpoints each epoch, resume after a worker dies."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import SAMPLES
+from transformers import AutoModelForTokenClassification
+
+from biobert_ray import cli, train
+from biobert_ray.config import FinetuneConfig
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
+NCBI = SAMPLES / "ncbi_disease"
+
+
+def config(tiny_bert: str, out: Path, **kw) -> FinetuneConfig:
+    settings = {
+        "base_model": tiny_bert, "train": str(NCBI / "train.tsv.gz"), "dev": str(NCBI / "devel.tsv.gz"),
+        "entity_type": "Disease", "out": str(out), "num_workers": 2, "cpus_per_worker": 0.5, "epochs": 3,
+        "batch_size": 16, "max_train_samples": 1600, "max_eval_samples": 80, "max_seq_length": 32,
+        "learning_rate": 1e-3, **kw,
+    }  # fmt: skip
+    return FinetuneConfig(**settings)
+
+
+def registered_checkpoints(storage: Path) -> list[dict]:
+    """Checkpoints Ray Train has registered for the run (a checkpoint counts once all workers reported)."""
+    snapshots = list(storage.glob("*/checkpoint_manager_snapshot.json"))
+    return json.loads(snapshots[0].read_text())["checkpoint_results"] if snapshots else []
+
+
+def kill_a_training_worker() -> int:
+    for proc in psutil.process_iter(["cmdline"]):
+        if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+            proc.kill()
+            return proc.pid
+    raise AssertionError("no Ray Train worker process found")
+
+
+def test_two_workers_checkpoint_every_epoch_and_resume_after_a_worker_dies(tiny_bert, tmp_path):
+    out = tmp_path / "model"
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(train.finetune("ner", config(tiny_bert, out))))
+    thread.start()
+    checkpoints = tmp_path / "model.checkpoints"
+    deadline = time.monotonic() + 180
+    while not registered_checkpoints(checkpoints) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(registered_checkpoints(checkpoints)) == 1, "no checkpoint after the first epoch"
+    killed_at = registered_checkpoints(checkpoints)[-1]["metrics"]["epoch"]
+    kill_a_training_worker()
+    thread.join(timeout=300)
+    assert result, "fine-tuning did not finish"
+    assert killed_at == 0 and result["resumed_from_epoch"] == 1, (killed_at, result)
+    assert [c["metrics"]["epoch"] for c in registered_checkpoints(checkpoints)] == [0, 1, 2], "one per epoch"
+    # the export is a plain Hugging Face directory with our metadata
+    model = AutoModelForTokenClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "O", 1: "B-Disease", 2: "I-Disease"}
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    metadata = json.loads((out / "biobert_ray.json").read_text())
+    assert metadata["task"] == "ner" and metadata["entity_types"] == ["Disease"]
+    assert metadata["base_model"] == tiny_bert and metadata["train_examples"] == 1600
+    assert metadata["dev_scores"]["overall"]["support"] > 0 and metadata["best_epoch"] in (0, 1, 2)
+
+
+def test_rerunning_a_finished_run_resumes_it_and_a_changed_run_starts_anew(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "model"
+    first = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200))
+    again = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200))
+    assert again["run_name"] == first["run_name"] and again["best_epoch"] == first["best_epoch"] == 0
+    assert len(registered_checkpoints(tmp_path / "model.checkpoints")) == 1, "a finished run trains no more"
+    changed = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=100))
+    assert changed["run_name"] != first["run_name"] and changed["resumed_from_epoch"] is None
+    code = cli.main(
+        [
+            "evaluate",
+            "ner",
+            "--model",
+            str(out),
+            "--data",
+            str(NCBI / "test.tsv.gz"),
+            "--out",
+            str(tmp_path / "s.json"),
+        ]
+    )
+    assert code == 0 and "overall" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["examples"] == 940 and scores["overall"]["support"] == 960
+
+
+def test_malformed_training_file_is_refused_with_file_and_line(tiny_bert, tmp_path, capsys):
+    bad = tmp_path / "train.tsv"
+    bad.write_text("Mutations\tO\ncause\tO\nataxia B\n")
+    code = cli.main(
+        ["finetune", "ner", "--train", str(bad), "--entity-type", "Disease", "--base-model", tiny_bert]
+    )
+    assert code == 2
+    assert f"{bad}:3" in capsys.readouterr().err
