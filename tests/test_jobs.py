@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 from conftest import SAMPLES, submit_job
@@ -17,3 +19,34 @@ def test_ingest_job(ray_head, tmp_path):
     assert "609 articles, 1 deletions, 0 errors" in logs
     assert pl.scan_parquet(out / "*.parquet").select(pl.len()).collect().item() == 609
     assert (out / "_run.json").exists()
+
+
+def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, tmp_path):
+    ncbi = SAMPLES / "ncbi_disease"
+    model, scores, entities = tmp_path / "model", tmp_path / "scores.json", tmp_path / "entities"
+    finetune = [
+        "python", "jobs/finetune.py", "ner", "--train", str(ncbi / "train.tsv.gz"),
+        "--entity-type", "Disease",
+        "--base-model", tiny_bert, "--out", str(model), "--epochs", "1", "--max-train-samples", "100",
+        "--cpus-per-worker", "0.5", "--max-seq-length", "32",
+    ]  # fmt: skip
+    assert "model saved to" in submit_job(ray_head, *finetune)
+    evaluate = [
+        "python",
+        "jobs/evaluate.py",
+        "ner",
+        "--model",
+        str(model),
+        "--data",
+        str(ncbi / "test.tsv.gz"),
+    ]
+    assert "overall" in submit_job(ray_head, *evaluate, "--out", str(scores))
+    assert json.loads(scores.read_text())["examples"] == 940
+    articles = tmp_path / "articles"
+    submit_job(
+        ray_head, "python", "jobs/ingest.py", "--input", str(SAMPLES / "pubmed"), "--out", str(articles)
+    )
+    annotate = ["python", "jobs/annotate.py", "ner", "--articles", str(articles), "--model", str(model)]
+    logs = submit_job(ray_head, *annotate, "--out", str(entities), "--cpus-per-actor", "0.5")
+    assert "609 articles" in logs
+    assert pl.scan_parquet(entities / "*.parquet").select(pl.col("pmid").n_unique()).collect().item() > 0

@@ -1,0 +1,19 @@
+"""Ray job: fine-tune a task head with Ray Train (see ``biobert_ray.train``).
+
+Submit to a cluster (the head's dashboard address, port 8265 by default)::
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \\
+        python jobs/finetune.py ner --entity-type Disease \\
+            --train s3://my-bucket/ncbi_disease/train.tsv --dev s3://my-bucket/ncbi_disease/devel.tsv \\
+            --base-model dmis-lab/biobert-base-cased-v1.2 --num-workers 4 --use-gpu \\
+            --out s3://my-bucket/models/ner-disease
+
+Every option of ``biobert-ray finetune`` is accepted.
+"""
+
+import sys
+
+from biobert_ray.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["finetune", *sys.argv[1:]]))

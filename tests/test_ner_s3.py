@@ -1,0 +1,51 @@
+"""NER with s3:// everywhere (moto's S3 server on loopback): model, checkpoints, articles, entities."""
+
+from __future__ import annotations
+
+import fsspec
+import polars as pl
+import pytest
+from conftest import SAMPLES
+
+from biobert_ray import cli, models, pipeline, storage, train
+from biobert_ray.config import AnnotateConfig, FinetuneConfig
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
+
+
+def upload_dir(local: str, uri: str) -> None:
+    fs, path = storage.filesystem(uri)
+    fs.put(local.rstrip("/") + "/", path, recursive=True)
+
+
+def test_finetune_to_s3_checkpoints_and_model(tiny_bert, s3_bucket):
+    out = f"{s3_bucket}/models/ner-disease"
+    config = FinetuneConfig(
+        base_model=tiny_bert, train=str(SAMPLES / "ncbi_disease" / "train.tsv.gz"), entity_type="Disease",
+        out=out, num_workers=1, cpus_per_worker=0.5, epochs=1, max_train_samples=100, max_seq_length=32,
+    )  # fmt: skip
+    train.finetune("ner", config, log=lambda *_: None)
+    fs = fsspec.filesystem("s3")
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls(out.removeprefix("s3://"))}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "biobert_ray.json"} <= names
+    assert fs.glob(f"{out.removeprefix('s3://')}.checkpoints/*/checkpoint_*/training_state.pt")
+    assert models.read_metadata(out)["task"] == "ner"  # read through the node-local cache
+
+
+def test_annotate_s3_articles_with_s3_model_to_s3(
+    tiny_ner_model, sample_articles, s3_bucket, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BIOBERT_RAY_CACHE", str(tmp_path / "cache"))
+    model, articles, out = f"{s3_bucket}/models/tiny", f"{s3_bucket}/articles", f"{s3_bucket}/entities"
+    upload_dir(tiny_ner_model, model)
+    upload_dir(sample_articles, articles)
+    assert models.resolve(model) == models.resolve(model), "one cached copy per node"
+    assert len(list((tmp_path / "cache").glob("*/config.json"))) == 1
+    report = pipeline.run(
+        AnnotateConfig(articles=articles, model=(model,), out=out, cpus_per_actor=0.5), log=lambda *_: None
+    )
+    assert report["counts"]["shards_processed"] == 3 and report["counts"]["articles"] == 609
+    entities = pl.scan_parquet(f"{out}/*.parquet").collect()
+    assert entities.height == report["counts"]["rows"] > 0
+    assert entities["model"].unique().to_list() == [model]
+    assert cli.main(["query", "entities", out, "--type", "Disease", "--top", "5"]) == 0
