@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -83,3 +84,21 @@ def test_max_articles_caps_the_run(sample_articles, tiny_ner_model, tmp_path):
     report = annotate(sample_articles, (tiny_ner_model,), tmp_path / "capped", max_articles=10)
     assert report["counts"]["articles"] == 10
     assert query.entities(str(tmp_path / "capped")).select(pl.col("pmid").n_unique()).collect().item() <= 10
+
+
+def test_articles_without_text_still_complete_their_shard(tiny_ner_model, tmp_path):
+    rows = [
+        {"pmid": 1, "title": "Huntington disease and ataxia.", "abstract": "Mutations cause ataxia. " * 30},
+        {"pmid": 2, "title": None, "abstract": None},
+        {"pmid": 3, "title": "\u200b\u200b", "abstract": "  "},
+    ]
+    table = pa.Table.from_pylist(
+        [{**r, "source_file": "x.xml", "record_index": i} for i, r in enumerate(rows)],
+        schema=schemas.ARTICLES,
+    )
+    (tmp_path / "articles").mkdir()
+    pq.write_table(table, tmp_path / "articles" / "pubmed25n0001.parquet")
+    report = annotate(str(tmp_path / "articles"), (tiny_ner_model,), tmp_path / "entities")
+    assert report["counts"]["articles"] == 3 and report["counts"]["shards_processed"] == 1
+    entities = pl.read_parquet(tmp_path / "entities" / "pubmed25n0001.parquet")
+    assert set(entities["pmid"]) <= {1, 3}
