@@ -20,7 +20,7 @@ from typing import Any
 import ray
 
 from biobert_ray import pubmed, runs, schemas, storage
-from biobert_ray.config import IngestConfig, to_dict
+from biobert_ray.config import IngestConfig
 from biobert_ray.runtime import connect
 
 INPUT_SUFFIXES = (".xml", ".xml.gz")
@@ -154,29 +154,22 @@ def run(config: IngestConfig, log=print) -> dict[str, Any]:
             shards.append(summary)
     wall = time.perf_counter() - start
     processed = [s for s in shards if s["status"] != "skipped"]
-    processed_records = sum(s["records"] for s in processed)
-    report = {
-        "command": "ingest",
-        "run_id": runs.new_run_id(),
-        "started_at": started,
-        "config": to_dict(config),
-        "versions": runs.versions(),
-        "counts": {
+    return runs.write_summary(
+        config.out,
+        "ingest",
+        config,
+        started,
+        wall,
+        counts={
             "files": len(inputs),
             "files_processed": len(processed),
             "files_skipped": len(shards) - len(processed),
             "files_failed": sum(s["status"] == "failed" for s in shards),
             **{key: sum(s[key] for s in shards) for key in COUNTS},
         },
-        "failed_files": [
+        rate=("records_per_second", sum(s["records"] for s in processed)),
+        shards=shards,
+        failed_files=[
             {"source": s["source"], "reason": s["reason"]} for s in shards if s["status"] == "failed"
         ],
-        "wall_seconds": round(wall, 3),
-        "records_per_second": round(processed_records / wall, 1) if wall > 0 else None,
-        "shards": sorted(
-            ({k: v for k, v in s.items() if k != "outputs"} for s in shards),
-            key=lambda s: runs.nlm_order(s["name"]),
-        ),
-    }
-    storage.write_json(report, storage.join(config.out, "_run.json"))
-    return report
+    )

@@ -37,7 +37,7 @@ import ray
 import torch
 
 from biobert_ray import inference, models, runs, storage, text
-from biobert_ray.config import AnnotateConfig, to_dict
+from biobert_ray.config import AnnotateConfig
 from biobert_ray.runtime import connect
 from biobert_ray.tasks import get_task
 
@@ -378,14 +378,13 @@ def run(config: AnnotateConfig, log=print) -> dict[str, Any]:
                 finished.append({"name": summary["shard"], **record, "rows": state["rows"], "status": "ok"})
     wall = time.perf_counter() - start
     shards = [*finished, *skipped]
-    processed_articles = sum(s["articles"] for s in finished)
-    report = {
-        "command": "annotate",
-        "run_id": run_id,
-        "started_at": started,
-        "config": to_dict(config),
-        "versions": runs.versions(),
-        "counts": {
+    return runs.write_summary(
+        config.out,
+        "annotate",
+        config,
+        started,
+        wall,
+        counts={
             "shards": len(shards),
             "shards_processed": len(finished),
             "shards_skipped": len(skipped),
@@ -393,12 +392,7 @@ def run(config: AnnotateConfig, log=print) -> dict[str, Any]:
             "sentences": sum(s["sentences"] for s in shards),
             "rows": sum(s["rows"] for s in shards),
         },
-        "wall_seconds": round(wall, 3),
-        "articles_per_second": round(processed_articles / wall, 2) if wall > 0 else None,
-        "shards": sorted(
-            ({k: v for k, v in s.items() if k != "outputs"} for s in shards),
-            key=lambda s: runs.nlm_order(s["name"]),
-        ),
-    }
-    storage.write_json(report, storage.join(config.out, "_run.json"))
-    return report
+        rate=("articles_per_second", sum(s["articles"] for s in finished)),
+        shards=shards,
+        run_id=run_id,
+    )

@@ -8,6 +8,7 @@ rest, overwriting their files under the same deterministic names, so no row is e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
 import re
@@ -95,3 +96,39 @@ def versions() -> dict[str, str]:
 def utc_now() -> str:
     """The current UTC time in ISO 8601."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_summary(
+    out: str,
+    command: str,
+    config: Any,
+    started_at: str,
+    wall_seconds: float,
+    counts: dict[str, int],
+    rate: tuple[str, float],
+    shards: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build a run's summary and save it as ``<out>/_run.json``; returns it.
+
+    ``rate`` is ``(name, amount)``: e.g. ``("records_per_second", records)`` gives
+    ``records / wall_seconds``. Shards are listed in NLM order, without their output file lists.
+    """
+    name, amount = rate
+    summary = {
+        "command": command,
+        "run_id": extra.pop("run_id", None) or new_run_id(),
+        "started_at": started_at,
+        "config": dataclasses.asdict(config),
+        "versions": versions(),
+        "counts": counts,
+        **extra,
+        "wall_seconds": round(wall_seconds, 3),
+        name: round(amount / wall_seconds, 2) if wall_seconds > 0 else None,
+        "shards": sorted(
+            ({k: v for k, v in s.items() if k != "outputs"} for s in shards),
+            key=lambda s: nlm_order(s["name"]),
+        ),
+    }
+    storage.write_json(summary, storage.join(out, "_run.json"))
+    return summary
