@@ -92,7 +92,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
         batches = shard.iter_batches(
             batch_size=cfg["batch_per_worker"],
             batch_format="numpy",
-            local_shuffle_buffer_size=4 * cfg["batch_per_worker"],
+            local_shuffle_buffer_size=cfg["shuffle_buffer"],
             local_shuffle_seed=cfg["seed"] + epoch,
         )
         for batch in batches:
@@ -231,6 +231,8 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         "total_steps": total_steps,
         "warmup_steps": int(config.warmup_ratio * total_steps),
         "batch_per_worker": batch_per_worker,
+        # the whole shard (up to 100k windows): consecutive sentences of one abstract must not fill a batch
+        "shuffle_buffer": min(100_000, max(1, n_windows // config.num_workers)),
         "eval_batch_size": 64,
         "log_every": max(1, steps_per_epoch // 5),
         "threads": max(1, math.ceil(config.cpus_per_worker)),
