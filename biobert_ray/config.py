@@ -124,6 +124,7 @@ class AnnotateConfig:
 class PretrainConfig(TrainConfig):
     """``biobert-ray pretrain``: continue masked-LM pretraining on an articles table."""
 
+    storage_path: str | None = option(None, "Ray Train run storage (default: <out>.checkpoints)")
     corpus: str = required("articles table directory written by ingest (local or s3://)")
     text_columns: tuple[str, ...] = option(("title", "abstract"), "text columns of the corpus to train on")
     seq_len: int = option(128, "tokens per packed sequence")

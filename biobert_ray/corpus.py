@@ -24,12 +24,22 @@ from biobert_ray import storage
 READ_ROWS = 1024
 
 
-def shard_files(table: str) -> list[str]:
-    """The Parquet shards of ``table``, sorted; ``FileNotFoundError`` if there are none."""
+def shard_files(table: str, text_columns: Sequence[str] = ()) -> list[str]:
+    """The Parquet shards of ``table``, sorted.
+
+    ``FileNotFoundError`` if there are none; ``ValueError`` if the first lacks ``pmid`` or a text column.
+    """
     files = storage.list_files(table, ".parquet")
     if not files:
         raise FileNotFoundError(f"{table}: no *.parquet files (is it an articles table written by ingest?)")
+    _check_columns(_open(files[0]), files[0], ["pmid", *text_columns])
     return files
+
+
+def _check_columns(parquet: pq.ParquetFile, uri: str, columns: Sequence[str]) -> None:
+    missing = set(columns) - set(parquet.schema_arrow.names)
+    if missing:
+        raise ValueError(f"{uri}: no column(s) {sorted(missing)}; it has {parquet.schema_arrow.names}")
 
 
 def pmid_hash(pmids: np.ndarray) -> np.ndarray:
@@ -56,9 +66,7 @@ def iter_documents(
     if select not in ("train", "heldout"):
         raise ValueError(f"select must be 'train' or 'heldout', not {select!r}")
     parquet = _open(uri)
-    missing = set(text_columns) - set(parquet.schema_arrow.names)
-    if missing:
-        raise ValueError(f"{uri}: no column(s) {sorted(missing)}; it has {parquet.schema_arrow.names}")
+    _check_columns(parquet, uri, ["pmid", *text_columns])
     for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=["pmid", *text_columns]):
         in_heldout = np.isin(batch.column("pmid").to_numpy(), heldout)
         keep = in_heldout if select == "heldout" else ~in_heldout

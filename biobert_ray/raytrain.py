@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from biobert_ray import storage
 
@@ -73,3 +75,15 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def checkpoint_files(checkpoint: Checkpoint) -> Iterator[Path]:
+    """A local copy of ``checkpoint`` private to this process, deleted on exit.
+
+    ``Checkpoint.as_directory()`` downloads a remote checkpoint into one directory shared by the
+    processes of a node; two workers restoring at once can then read weight files that the other is
+    still rewriting (a SIGBUS in the memory-mapped safetensors load). Each worker downloads its own.
+    """
+    with tempfile.TemporaryDirectory(prefix="checkpoint-") as directory:
+        yield Path(checkpoint.to_directory(directory))

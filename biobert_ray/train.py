@@ -68,8 +68,8 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     start_epoch, resumed_from = 0, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as directory:
-            model = models.load_model(directory, task.model_class)
+        with raytrain.checkpoint_files(checkpoint) as directory:
+            model = models.load_model(str(directory), task.model_class)
             state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"]

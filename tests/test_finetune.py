@@ -36,8 +36,9 @@ def registered_checkpoints(storage: Path) -> list[dict]:
 
 
 def kill_a_training_worker() -> int:
-    for proc in psutil.process_iter(["cmdline"]):
-        if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+    """Kill one Ray Train worker of this test session's Ray (its processes descend from pytest)."""
+    for proc in psutil.Process().children(recursive=True):
+        if any("RayTrainWorker" in part for part in proc.cmdline()):
             proc.kill()
             return proc.pid
     raise AssertionError("no Ray Train worker process found")

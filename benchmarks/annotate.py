@@ -1,0 +1,472 @@
+"""Annotate benchmark: ``biobert-ray annotate ner`` against a plain ``transformers`` pipeline loop and
+against the bare model forward, in one run, over the same abstracts and the same fine-tuned model.
+
+Input: the articles of the bundled MEDLINE sample (ingested on the fly with
+``biobert_ray.ingest.ingest_file``, or ``--articles DIR``) that have an abstract, the first ``--limit`` of
+them, written as a one-shard articles table whose titles are null, so that all contenders see exactly
+the same texts: the abstracts. Measured, in abstracts per second:
+
+- **ours**: ``biobert_ray.pipeline.run(AnnotateConfig(...))`` end to end (Parquet in, entities Parquet
+  out, fresh output directory, ``overwrite=True``) with ``num_actors=1``, ``cpus_per_actor=1.5`` (the
+  actor runs 2 torch threads). Ray is started before the clock starts; its start-up is printed apart.
+- **pipeline loop**: ``transformers.pipeline("token-classification", model=MODEL,
+  aggregation_strategy="simple", stride=STRIDE)`` called once per abstract. ``stride`` makes the pipeline
+  cover abstracts longer than the model's 512 sub-tokens with overlapping 512-token chunks instead of
+  truncating them (it needs the fast tokenizer, which the model directory has).
+- **bare forward**: ``model(**batch)`` alone, under ``torch.inference_mode`` with the same threads, over
+  exactly the token batches our pipeline feeds its model, rebuilt with our own code path: sentences
+  (``text.split_sentences``), words (``text.split_words``), windows (``NerTask().encode``), grouped
+  ``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences at a time as the Ray Data stage batches them, then
+  length-sorted and cut into ``--batch-size`` windows as ``inference.predict`` does. Padding is built
+  before the clock starts.
+
+``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
+(``AnnotateConfig(quantize=True)``; ``pipeline.quantize``, per-channel weight scales, for the bare forward) and
+scores the fp32 and int8 models on the NCBI-disease test set (``evaluation.evaluate_examples``, strict
+IOB2 entity F1), since int8 changes the model's output. ``--stages`` times the stages of our pipeline in
+this process, without Ray (split, encode, predict minus forward, forward, decode + write, per batch of
+``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences), and with ``--profile`` prints the cProfile of the
+non-forward stages. ``--timeline`` runs ours once more with every stage call timestamped (stage functions
+and actor class swapped for logging subclasses/wrappers for that run): when each stage ran, in which
+process, when that process started, and how much of each predict call was the model forward. Together
+they show where the time goes beyond the model forward.
+
+    HF_HUB_OFFLINE=1 python benchmarks/annotate.py --model /tmp/ft2/model --quantize --stages --timeline
+
+Prints one line per measurement, the ratios and the test scores; every figure is from this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import torch
+
+from biobert_ray import evaluation, inference, ingest, models, pipeline, schemas, storage, text
+from biobert_ray.config import AnnotateConfig
+from biobert_ray.runtime import connect
+from biobert_ray.samples import sample_path
+from biobert_ray.tasks.ner import NerTask
+
+CPUS_PER_ACTOR = 1.5
+THREADS = round(CPUS_PER_ACTOR)  # what pipeline.build gives the actor's torch
+
+
+def load_abstracts(articles: str | None, limit: int | None, workdir: Path) -> pa.Table:
+    """``pmid``/``abstract`` of the articles with a non-blank abstract, in table order, at most ``limit``."""
+    if articles is None:
+        articles = str(workdir / "ingested")
+        for source in storage.list_files(sample_path("pubmed")):
+            if source.endswith(ingest.INPUT_SUFFIXES):
+                ingest.ingest_file(source, articles)
+    tables = [pq.read_table(path) for path in storage.list_files(articles, ".parquet")]
+    rows = [
+        {"pmid": r["pmid"], "abstract": r["abstract"]}
+        for table in tables
+        for r in table.select(["pmid", "abstract"]).to_pylist()
+        if (r["abstract"] or "").strip()
+    ]
+    return pa.Table.from_pylist(rows[:limit])
+
+
+def write_table(abstracts: pa.Table, directory: Path) -> str:
+    """A one-shard articles table (``schemas.ARTICLES``) of the abstracts, titles null; its directory."""
+    n = abstracts.num_rows
+    columns = {
+        "pmid": abstracts.column("pmid"),
+        "abstract": abstracts.column("abstract"),
+        "source_file": pa.array(["benchmark"] * n),
+        "record_index": pa.array(range(n), pa.int32()),
+    }
+    table = pa.table(
+        {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schemas.ARTICLES}, schema=schemas.ARTICLES
+    )
+    directory.mkdir(parents=True)
+    pq.write_table(table, directory / "abstracts.parquet")
+    return str(directory)
+
+
+def model_batches(
+    abstracts: Sequence[str], tokenizer: Any, max_length: int, stride: int, batch_size: int
+) -> list[dict[str, torch.Tensor]]:
+    """The padded batches our pipeline's actor feeds the model, in the order it feeds them."""
+    sentences = [a[s:e] for a in abstracts for s, e in text.split_sentences(a)]
+    batches = []
+    for group in range(0, len(sentences), pipeline.SENTENCE_ROWS_PER_BATCH):
+        units = [
+            pipeline.Words([s[a:b] for a, b in text.split_words(s)])
+            for s in sentences[group : group + pipeline.SENTENCE_ROWS_PER_BATCH]
+        ]
+        windows = [w for per_unit in NerTask().encode(units, tokenizer, max_length, stride) for w in per_unit]
+        ordered = sorted(windows, key=lambda w: len(w["input_ids"]))
+        for start in range(0, len(ordered), batch_size):
+            batches.append(inference.pad_batch(ordered[start : start + batch_size], tokenizer.pad_token_id))
+    return batches
+
+
+def quantized(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with int8 dynamic quantization of its Linear layers, exactly as ``quantize=True`` does.
+
+    torch 2.13 warns that ``torch.ao.quantization`` is deprecated (in favour of torchao); the warnings are
+    silenced here, the actor of ``quantize=True`` still prints them.
+    """
+    warnings.filterwarnings("ignore", message=r"torch\.(ao\.quantization|quantize_per_tensor)")
+    return pipeline.quantize(model)
+
+
+def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
+    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first)."""
+    total = 0.0
+    with torch.inference_mode():
+        model(**batches[0])
+        for batch in batches:
+            start = time.perf_counter()
+            model(**batch)
+            total += time.perf_counter() - start
+    return total
+
+
+def time_ours(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool) -> tuple[float, int]:
+    """Wall seconds of one ``pipeline.run`` into a fresh directory, and the entity rows it wrote."""
+    out = tempfile.mkdtemp(prefix="annotate-bench-out-")
+    try:
+        config = AnnotateConfig(
+            articles=articles, model=(model_ref,), out=out, batch_size=args.batch_size, stride=args.stride,
+            num_actors=1, cpus_per_actor=CPUS_PER_ACTOR, quantize=quantize, overwrite=True,
+        )  # fmt: skip
+        start = time.perf_counter()
+        report = pipeline.run(config, log=lambda _: None)
+        return time.perf_counter() - start, report["counts"]["rows"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def time_pipeline_loop(abstracts: Sequence[str], model_ref: str, stride: int) -> tuple[float, int]:
+    """Wall seconds of a ``transformers`` token-classification pipeline called once per abstract."""
+    from transformers import pipeline as hf_pipeline
+
+    classifier = hf_pipeline(
+        "token-classification", model=model_ref, aggregation_strategy="simple", stride=stride, device="cpu"
+    )
+    classifier(abstracts[0])  # warm-up, untimed
+    entities = 0
+    start = time.perf_counter()
+    for abstract in abstracts:
+        entities += len(classifier(abstract))
+    return time.perf_counter() - start, entities
+
+
+def test_f1(model: torch.nn.Module, model_ref: str, test_file: str, batch_size: int) -> dict[str, float]:
+    """Strict IOB2 entity P/R/F1 of ``model`` on an NCBI-disease file, windows as ``evaluate ner`` makes."""
+    task = NerTask()
+    metadata = models.read_metadata(model_ref)
+    tokenizer = models.load_tokenizer(model_ref)
+    examples = task.read(test_file, entity_type="Disease")
+    windows = task.encode(examples, tokenizer, metadata.get("max_seq_length", 128), 32)
+    scores = evaluation.evaluate_examples(
+        task, model, tokenizer, examples, windows, model.config.id2label, batch_size, torch.device("cpu")
+    )
+    return {k: scores["overall"][k] for k in ("precision", "recall", "f1")}
+
+
+class TimedModel(torch.nn.Module):
+    """A model wrapper that adds the seconds of every forward call to ``seconds``."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.seconds = inner, 0.0
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        """The inner model's output; the call's wall time is added to ``seconds``."""
+        start = time.perf_counter()
+        output = self.inner(**batch)
+        self.seconds += time.perf_counter() - start
+        return output
+
+
+def stage_times(
+    articles: str, model_ref: str, args: argparse.Namespace, quantize: bool, profiler: cProfile.Profile | None
+) -> dict[str, float]:
+    """Seconds of each pipeline stage run in this process without Ray, over the whole input.
+
+    Calls the very functions the Ray Data stages call (``split_shard``, ``encode_sentences``,
+    ``Predictor``, ``decode_and_write``) on ``SENTENCE_ROWS_PER_BATCH``-sentence batches; the model
+    forward is timed apart from the rest of ``Predictor.__call__``. ``profiler``, when given, is enabled
+    around everything but the forward.
+    """
+    refs = [model_ref]
+    groups, membership = pipeline._groups(tuple(refs), None)
+    predictor = pipeline.Predictor(refs, membership, args.batch_size, False, quantize, THREADS)
+    task, model, pad_id = predictor.models[0]
+    timed = TimedModel(model)
+    predictor.models[0] = (task, timed, pad_id)
+    path = storage.list_files(articles, ".parquet")[0]
+    rows = pq.ParquetFile(path).metadata.num_rows
+    out = tempfile.mkdtemp(prefix="annotate-bench-stages-")
+    seconds = dict.fromkeys(("split", "encode", "predict_other", "forward", "decode_write"), 0.0)
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        if profiler is not None:
+            profiler.enable()
+        start = time.perf_counter()
+        yield
+        seconds[name] += time.perf_counter() - start
+        if profiler is not None:
+            profiler.disable()
+
+    def run(name: str, fn: Callable[..., pa.Table], *fn_args: Any, **kwargs: Any) -> pa.Table:
+        with stage(name):
+            return fn(*fn_args, **kwargs)
+
+    try:
+        shard = {"shard": np.array(["bench"]), "path": np.array([path]), "limit": np.array([rows])}
+        sentences = run("split", pipeline.split_shard, shard)
+        step = pipeline.SENTENCE_ROWS_PER_BATCH
+        for offset in range(0, sentences.num_rows, step):
+            batch = run(
+                "encode", pipeline.encode_sentences, sentences.slice(offset, step), groups, args.stride
+            )
+            timed.seconds = 0.0
+            batch = run("predict_other", predictor, batch)
+            seconds["predict_other"] -= timed.seconds
+            seconds["forward"] += timed.seconds
+            run("decode_write", pipeline.decode_and_write, batch, refs, membership, out, "bench")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    seconds["batches"] = -(-sentences.num_rows // step)
+    return seconds
+
+
+def log_event(log: str, stage: str, start: float, **fields: Any) -> None:
+    """Append one stage call to ``log``, a JSON-lines file that the stage processes of the machine share.
+
+    An event holds the process and when it started, the call's wall-clock start, now as its end, ``fields``.
+    """
+    process = psutil.Process()
+    event = {
+        "stage": stage, "pid": process.pid, "process_started": process.create_time(),
+        "start": start, "end": time.time(), **fields,
+    }  # fmt: skip
+    with open(log, "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def timed_stage(name: str, fn: Callable[..., pa.Table], log: str) -> Callable[..., pa.Table]:
+    """``fn`` that also logs each call's wall-clock span and input rows to ``log``."""
+
+    def stage(batch: Any, *args: Any, **kwargs: Any) -> pa.Table:
+        start = time.time()
+        result = fn(batch, *args, **kwargs)
+        rows = len(next(iter(batch.values()))) if isinstance(batch, dict) else batch.num_rows
+        log_event(log, name, start, rows=rows)
+        return result
+
+    return stage
+
+
+class TimedPredictor(pipeline.Predictor):
+    """``pipeline.Predictor`` that logs its construction and each call (with its forward seconds) to ``log``.
+
+    Defined in the benchmark's ``__main__``, so Ray ships the class itself (``log`` included) to the actor.
+    """
+
+    log = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        start = time.time()
+        super().__init__(*args, **kwargs)
+        self.models = [(task, TimedModel(model), pad_id) for task, model, pad_id in self.models]
+        log_event(self.log, "actor_init", start)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """The parent's call, logged with the seconds its model forwards took."""
+        for _, model, _ in self.models:
+            model.seconds = 0.0
+        start = time.time()
+        result = super().__call__(batch)
+        forward = sum(model.seconds for _, model, _ in self.models)
+        log_event(self.log, "predict", start, rows=batch.num_rows, forward=forward)
+        return result
+
+
+def timeline(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool) -> None:
+    """One ``pipeline.run`` with every stage call timestamped; prints when each ran and the gaps.
+
+    The stage functions and the actor class of ``biobert_ray.pipeline`` are swapped for logging wrappers
+    for this run only (``pipeline.build`` looks them up when it is called).
+    """
+    handle, log = tempfile.mkstemp(prefix="annotate-bench-timeline-", suffix=".jsonl")
+    os.close(handle)
+    TimedPredictor.log = log
+    originals = {
+        name: getattr(pipeline, name) for name in ("split_shard", "encode_sentences", "decode_and_write")
+    }
+    replacements = {name: timed_stage(name.split("_")[0], fn, log) for name, fn in originals.items()}
+    originals["Predictor"], replacements["Predictor"] = pipeline.Predictor, TimedPredictor
+    for name, value in replacements.items():
+        setattr(pipeline, name, value)
+    try:
+        start = time.time()
+        seconds, _ = time_ours(articles, model_ref, args, quantize)
+        with open(log) as f:
+            events = sorted((json.loads(line) for line in f), key=lambda e: e["start"])
+    finally:
+        for name, value in originals.items():
+            setattr(pipeline, name, value)
+        os.remove(log)
+    print(f"timeline of ours {'int8' if quantize else 'fp32'} (s since run start; wall {seconds:.2f} s):")
+    seen: set[int] = set()
+    for e in events:
+        forward = f", forward {e['forward']:.2f} s" if "forward" in e else ""
+        rows = f"{e['rows']:5d} rows" if "rows" in e else " " * 9
+        process = f"pid {e['pid']}"
+        if e["pid"] not in seen:
+            seen.add(e["pid"])
+            process += f" (process started at {e['process_started'] - start:.2f})"
+        span = f"{e['start'] - start:7.2f} - {e['end'] - start:7.2f}"
+        print(f"  {span}  {e['stage']:<10} {rows}{forward}  {process}")
+    calls = [e for e in events if e["stage"] == "predict"]
+    forward = sum(e["forward"] for e in calls)
+    busy = sum(e["end"] - e["start"] for e in calls)
+    other = 1000 * (busy - forward) / len(calls)
+    print(
+        f"  model forward {forward:.2f} s of {seconds:.2f} s wall ({100 * forward / seconds:.0f}%); "
+        f"predict calls {busy:.2f} s, {other:.1f} ms/call besides the forward; "
+        f"before the first stage starts {events[0]['start'] - start:.2f} s",
+        flush=True,
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="/tmp/ft2/model", help="fine-tuned NER model directory")
+    parser.add_argument(
+        "--articles", default=None, help="articles table (default: ingest the bundled sample)"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="first N abstracts (default: all)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per forward (AnnotateConfig)")
+    parser.add_argument("--stride", type=int, default=32, help="window overlap in sub-tokens, both pipelines")
+    parser.add_argument("--quantize", action="store_true", help="also int8: ours, bare forward, test F1")
+    parser.add_argument(
+        "--test", default=sample_path("ncbi_disease", "test.tsv.gz"), help="NER test file for --quantize F1"
+    )
+    parser.add_argument("--stages", action="store_true", help="time our stages in-process, without Ray")
+    parser.add_argument("--profile", action="store_true", help="with --stages: cProfile of non-forward work")
+    parser.add_argument("--timeline", action="store_true", help="timestamp every stage call of one more run")
+    return parser.parse_args(argv)
+
+
+def print_stages(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool, n: int) -> None:
+    """Print :func:`stage_times` per stage (s, ms per batch, share) and, with ``--profile``, the cProfile."""
+    profiler = cProfile.Profile() if args.profile else None
+    seconds = stage_times(articles, model_ref, args, quantize, profiler)
+    batches = seconds.pop("batches")
+    total = sum(seconds.values())
+    print(f"stages in-process, no Ray ({'int8' if quantize else 'fp32'}, {batches:.0f} batches):")
+    for name, value in seconds.items():
+        share = 100 * value / total
+        print(f"  {name:<14} {value:7.2f} s {1000 * value / batches:8.1f} ms/batch {share:5.1f}%")
+    print(f"  {'total':<14} {total:7.2f} s = {n / total:.2f} abstracts/s", flush=True)
+    if profiler is not None:
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(30)
+        print(stream.getvalue(), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every measurement once, print abstracts/s, ratios and (with ``--quantize``) test F1."""
+    args = parse_args(argv)
+    torch.set_num_threads(THREADS)
+    model_ref = models.resolve(args.model)
+    tokenizer = models.load_tokenizer(model_ref)
+    max_length = pipeline.model_info(model_ref)["max_seq_length"]
+    workdir = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
+    try:
+        abstracts_table = load_abstracts(args.articles, args.limit, workdir)
+        articles = write_table(abstracts_table, workdir / "articles")
+        abstracts = abstracts_table.column("abstract").to_pylist()
+        n = len(abstracts)
+        batches = model_batches(abstracts, tokenizer, max_length, args.stride, args.batch_size)
+        windows = sum(len(b["input_ids"]) for b in batches)
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        padded = sum(b["input_ids"].numel() for b in batches)
+        print(
+            f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{THREADS} torch threads; load average {os.getloadavg()[0]:.2f}\n"
+            f"{n} abstracts, {windows} windows of <= {max_length} sub-tokens in {len(batches)} batches "
+            f"of <= {args.batch_size}: {tokens} tokens, {padded} with padding",
+            flush=True,
+        )
+        start = time.perf_counter()
+        connect(None)
+        ray_start = time.perf_counter() - start
+        print(f"Ray start-up {ray_start:.1f} s (excluded from ours)", flush=True)
+
+        fp32 = models.load_model(model_ref, NerTask.model_class).eval()
+        int8 = quantized(fp32) if args.quantize else None
+        rate: dict[str, float] = {}
+
+        def record(name: str, seconds: float, found: int | None = None) -> None:
+            rate[name] = n / seconds
+            rows = "" if found is None else f"  {found} entities"
+            print(f"{name:<20} {seconds:8.2f} s {n / seconds:8.2f} abstracts/s{rows}", flush=True)
+
+        def ratio(a: str, b: str, target: str = "") -> None:
+            print(f"{a} / {b}: {rate[a] / rate[b]:.2f} {target}".rstrip())
+
+        record("bare fp32", time_forward(fp32, batches))
+        record("ours fp32", *time_ours(articles, model_ref, args, quantize=False))
+        record("pipeline loop", *time_pipeline_loop(abstracts, model_ref, args.stride))
+        if int8 is not None:
+            record("ours int8", *time_ours(articles, model_ref, args, quantize=True))
+            record("bare int8", time_forward(int8, batches))
+        ratio("ours fp32", "bare fp32", "(target >= 0.8)")
+        ratio("ours fp32", "pipeline loop", "(target >= 1.5)")
+        print(f"ours fp32 with Ray start-up: {n / (n / rate['ours fp32'] + ray_start):.2f} abstracts/s")
+        if int8 is not None:
+            ratio("ours int8", "bare int8")
+            ratio("ours int8", "pipeline loop")
+            ratio("bare int8", "bare fp32")
+            for name, model in (("fp32", fp32), ("int8", int8)):
+                scores = test_f1(model, model_ref, args.test, args.batch_size)
+                print(
+                    f"NCBI-disease test {name}: P {scores['precision']:.4f} R {scores['recall']:.4f} "
+                    f"F1 {scores['f1']:.4f}",
+                    flush=True,
+                )
+        for quantize in (False, True) if args.quantize else (False,):
+            if args.timeline:
+                timeline(articles, model_ref, args, quantize)
+            if args.stages:
+                print_stages(articles, model_ref, args, quantize, n)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
