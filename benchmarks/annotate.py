@@ -21,7 +21,7 @@ the same texts: the abstracts. Measured, in abstracts per second:
   before the clock starts.
 
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
-(``AnnotateConfig(quantize=True)``; ``pipeline.quantize``, per-channel weight scales, for the bare forward) and
+(``AnnotateConfig(quantize=True)``; ``pipeline.quantize``, per-channel scales, for the bare forward) and
 scores the fp32 and int8 models on the NCBI-disease test set (``evaluation.evaluate_examples``, strict
 IOB2 entity F1), since int8 changes the model's output. ``--stages`` times the stages of our pipeline in
 this process, without Ray (split, encode, predict minus forward, forward, decode + write, per batch of
