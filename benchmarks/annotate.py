@@ -21,7 +21,7 @@ the same texts: the abstracts. Measured, in abstracts per second:
   before the clock starts.
 
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
-(``AnnotateConfig(quantize=True)``; ``pipeline.quantize``, per-channel scales, for the bare forward) and
+(``AnnotateConfig(quantize=True)``; ``pipeline.quantize_int8``, per-channel scales, for the bare forward) and
 scores the fp32 and int8 models on the NCBI-disease test set (``evaluation.evaluate_examples``, strict
 IOB2 entity F1), since int8 changes the model's output. ``--stages`` times the stages of our pipeline in
 this process, without Ray (split, encode, predict minus forward, forward, decode + write, per batch of
@@ -132,7 +132,7 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
     silenced here, the actor of ``quantize=True`` still prints them.
     """
     warnings.filterwarnings("ignore", message=r"torch\.(ao\.quantization|quantize_per_tensor)")
-    return pipeline.quantize(model)
+    return pipeline.quantize_int8(model)
 
 
 def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:

@@ -102,3 +102,16 @@ def test_articles_without_text_still_complete_their_shard(tiny_ner_model, tmp_pa
     assert report["counts"]["articles"] == 3 and report["counts"]["shards_processed"] == 1
     entities = pl.read_parquet(tmp_path / "entities" / "pubmed25n0001.parquet")
     assert set(entities["pmid"]) <= {1, 3}
+
+
+def test_int8_quantized_run_writes_the_same_table_shape(sample_articles, tiny_ner_model, tmp_path):
+    fp32 = annotate(sample_articles, (tiny_ner_model,), tmp_path / "fp32", max_articles=40)
+    int8 = annotate(sample_articles, (tiny_ner_model,), tmp_path / "int8", max_articles=40, quantize=True)
+    assert int8["counts"]["articles"] == fp32["counts"]["articles"] == 40
+    rows = {name: pl.read_parquet(tmp_path / name / "*.parquet") for name in ("fp32", "int8")}
+    assert pq.read_schema(next((tmp_path / "int8").glob("*.parquet"))).equals(schemas.ENTITIES)
+    spans = {
+        name: set(t.select("pmid", "section", "char_start", "char_end").iter_rows())
+        for name, t in rows.items()
+    }
+    assert len(spans["int8"] & spans["fp32"]) >= 0.8 * len(spans["fp32"]) > 0, "int8 keeps most mentions"
