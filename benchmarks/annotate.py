@@ -64,12 +64,13 @@ import ray
 import torch
 
 from biobert_ray import evaluation, inference, ingest, models, pipeline, schemas, storage, text
-from biobert_ray.config import AnnotateConfig
+from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
 from biobert_ray.samples import sample_path
 from biobert_ray.tasks.ner import NerTask
 
 CPUS_PER_ACTOR = 1.5
+INGEST_ROWS_PER_GROUP = IngestConfig.__dataclass_fields__["rows_per_group"].default
 THREADS = round(CPUS_PER_ACTOR)  # what pipeline.build gives the actor's torch
 
 
@@ -103,7 +104,8 @@ def write_table(abstracts: pa.Table, directory: Path) -> str:
         {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schemas.ARTICLES}, schema=schemas.ARTICLES
     )
     directory.mkdir(parents=True)
-    pq.write_table(table, directory / "abstracts.parquet")
+    # row groups as ingest writes them: annotation reads and streams one row group at a time
+    pq.write_table(table, directory / "abstracts.parquet", row_group_size=INGEST_ROWS_PER_GROUP)
     return str(directory)
 
 

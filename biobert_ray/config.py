@@ -41,7 +41,7 @@ class IngestConfig:
     overwrite: bool = option(False, "redo shards whose output is already complete")
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     cpus_per_task: float = option(1.0, "CPUs reserved by each file-parsing task")
-    rows_per_group: int = option(2000, "Parquet row-group size of the output files")
+    rows_per_group: int = option(256, "Parquet row-group size of the outputs (annotate reads one at a time)")
 
 
 @dataclass(frozen=True, kw_only=True)

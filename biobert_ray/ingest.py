@@ -42,7 +42,7 @@ def _article_row(article: pubmed.Article, source_file: str) -> dict[str, Any]:
     return row
 
 
-def ingest_file(source: str, out: str, rows_per_group: int = 2000) -> dict[str, Any]:
+def ingest_file(source: str, out: str, rows_per_group: int = 256) -> dict[str, Any]:
     """Parse one input file into its shard's three Parquet files; returns the shard's summary.
 
     The summary holds ``source``, ``name``, ``status`` ("ok" or "failed"), the counts of

@@ -4,8 +4,9 @@ The chain reads like a list::
 
     read + split (CPU) -> encode (CPU) -> predict (actor pool, models loaded once) -> decode + write (CPU)
 
-- **read + split**: one task per input shard (a Parquet file of the ``articles`` table) reads ``pmid``,
-  ``title``, ``abstract`` and cuts each section into sentences (``text.split_sentences``), keeping each
+- **read + split**: one task per row group of each input shard (a Parquet file of the ``articles``
+  table; ingest writes row groups of 256 articles) reads ``pmid``, ``title``, ``abstract`` and cuts
+  each section into sentences (``text.split_sentences``), keeping each
   sentence's character offset into its section.
 - **encode**: sentences become words (``text.split_words``) and model windows (``Task.encode``), once
   per distinct tokenizer among the models.
@@ -76,15 +77,18 @@ def model_info(ref: str) -> dict[str, Any]:
 
 
 def split_shard(batch: dict[str, np.ndarray]) -> pa.Table:
-    """Read one articles shard and cut its sections into sentences (one row per sentence).
+    """Read one row group of an articles shard and cut its sections into sentences (one row per sentence).
 
-    Every article yields at least one row (an empty sentence when it has no text) and exactly one row
-    with ``last = True``, so the driver can count finished articles.
+    The input row names the shard, its path, the row group and how many of its rows to take. Every
+    article yields at least one row (an empty sentence when it has no text) and exactly one row with
+    ``last = True``, so the driver can count finished articles.
     """
-    (shard,), (path,), (limit,) = batch["shard"], batch["path"], batch["limit"]
+    (shard,), (path,) = batch["shard"], batch["path"]
+    (row_group,), (limit,) = batch["row_group"], batch["limit"]
     fs, inner = storage.filesystem(path)
     with fs.open(inner, "rb") as f:
-        articles = pq.read_table(f, columns=["pmid", *SECTIONS]).slice(0, int(limit)).to_pylist()
+        group = pq.ParquetFile(f).read_row_group(int(row_group), columns=["pmid", *SECTIONS])
+        articles = group.slice(0, int(limit)).to_pylist()
     rows: dict[str, list] = {
         k: [] for k in ("shard", "pmid", "section", "sentence_index", "sentence_start", "text", "last")
     }
@@ -241,7 +245,12 @@ def decode_and_write(
 
 
 def _plan(config: AnnotateConfig, log) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Pending shards ``{shard, path, limit}`` and the summaries of shards already complete."""
+    """Pending shards ``{shard, path, limit, row_groups}`` and the summaries of shards already complete.
+
+    ``limit`` is how many articles of the shard to annotate (all, unless ``max_articles`` cuts them)
+    and ``row_groups`` the ``(row group, rows to take)`` pairs that hold them: each row group is one
+    unit of Ray Data work, so a large shard is read and processed in pieces that stream.
+    """
     files = storage.list_files(config.articles, ".parquet")
     if not files:
         raise FileNotFoundError(f"no articles table (no *.parquet files) at {config.articles}")
@@ -251,16 +260,22 @@ def _plan(config: AnnotateConfig, log) -> tuple[list[dict[str, Any]], list[dict[
         name = runs.shard_name(path)
         fs, inner = storage.filesystem(path)
         with fs.open(inner, "rb") as f:
-            rows = pq.ParquetFile(f).metadata.num_rows
-        limit = rows if remaining is None else min(rows, remaining)
-        if remaining is not None:
-            remaining -= limit
+            metadata = pq.ParquetFile(f).metadata
+        row_groups = []
+        for index in range(metadata.num_row_groups):
+            rows = metadata.row_group(index).num_rows
+            take = rows if remaining is None else min(rows, remaining)
+            if remaining is not None:
+                remaining -= take
+            if take:
+                row_groups.append((index, take))
+        limit = sum(take for _, take in row_groups)
         done = None if config.overwrite else runs.read_complete(config.out, name)
         if done is not None:
             log(f"skip {path}: shard {name} is complete ({done['rows']} rows)")
             skipped.append({**done, "status": "skipped"})
         else:
-            pending.append({"shard": name, "path": path, "limit": limit})
+            pending.append({"shard": name, "path": path, "limit": limit, "row_groups": row_groups})
     return pending, skipped
 
 
@@ -287,8 +302,13 @@ def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) ->
     groups, membership = _groups(config.model, config.max_seq_length)
     refs = list(config.model)
     threads = max(1, round(config.cpus_per_actor))
+    work = [
+        {"shard": p["shard"], "path": p["path"], "row_group": group, "limit": take}
+        for p in pending
+        for group, take in p["row_groups"]
+    ]
     return (
-        ray.data.from_items(pending, override_num_blocks=len(pending))
+        ray.data.from_items(work, override_num_blocks=len(work))
         .map_batches(split_shard, batch_size=1, batch_format="numpy", num_cpus=0.25)
         .map_batches(
             encode_sentences, fn_kwargs={"groups": groups, "stride": config.stride},
