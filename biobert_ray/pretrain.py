@@ -79,7 +79,10 @@ class EpochPlan:
     def position(self) -> DataPosition:
         """The merged data position of the latest checkpoint (epoch 0, nothing consumed, if none)."""
         ray.data.DataContext.get_current().enable_progress_bars = False  # called in Ray Train's controller
-        state = latest_state(self.storage_path, self.run_name)
+        return self.position_of(latest_state(self.storage_path, self.run_name))
+
+    def position_of(self, state: dict[str, Any] | None) -> DataPosition:
+        """The data position saved in checkpoint ``state`` (epoch 0, nothing consumed, if None)."""
         position = DataPosition(**state["position"]) if state else DataPosition()
         position.settle(self.names)
         return position
@@ -121,7 +124,8 @@ def _accumulation(config: PretrainConfig) -> int:
 
 def _fingerprint(config: PretrainConfig) -> dict[str, Any]:
     """The options in :data:`FINGERPRINT`, as they read back from JSON."""
-    return json.loads(json.dumps({name: to_dict(config)[name] for name in FINGERPRINT}))
+    options = to_dict(config)
+    return json.loads(json.dumps({name: options[name] for name in FINGERPRINT}))
 
 
 def _check_resume(config: PretrainConfig, run_dir: str, state: dict[str, Any] | None) -> None:
@@ -168,7 +172,7 @@ def _check_model(ref: str, seq_len: int) -> None:
 
 def _resume_report(plan: EpochPlan, state: dict[str, Any]) -> dict[str, Any]:
     """Where a resumed run picks up: step, epoch, sequences already consumed in it, shards read."""
-    position = plan.position()
+    position = plan.position_of(state)
     pending = position.pending(plan.names)
     return {
         "step": state["step"],
@@ -229,7 +233,7 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     accumulation = _accumulation(config)
     out = _absolute(config.out)
-    storage_path = _absolute(config.storage_path or f"{config.out.rstrip('/')}.checkpoints")
+    storage_path = _absolute(config.storage_path or raytrain.default_storage_path(config.out))
     run_name = config.run_name or raytrain.default_run_name(out, "pretrain")
     run_dir = storage.join(storage_path, run_name)
     state = latest_state(storage_path, run_name)

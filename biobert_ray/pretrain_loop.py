@@ -39,7 +39,7 @@ from biobert_ray import models, raytrain, runs
 from biobert_ray.masking import Masker
 from biobert_ray.mlm import MaskedLMLoss, adamw
 from biobert_ray.position import DataPosition
-from biobert_ray.progress import Meter, MetricsLog, all_reduce, format_line
+from biobert_ray.progress import Meter, MetricsLog, all_reduce, distributed, format_line
 
 CURRENT, NEXT, EVAL = "current_epoch", "next_epochs", "eval"
 STATE_FILE = "state.json"
@@ -67,13 +67,9 @@ def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
         return json.loads(f.read())
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def _gather(obj: Any) -> list[Any]:
     """``obj`` from every worker, in rank order."""
-    if _distributed():
+    if distributed():
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, obj)
         return gathered
@@ -92,7 +88,7 @@ class PretrainWorker:
         context = ray.train.get_context()
         self.cfg, self.rank, self.world = cfg, context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        tokenizer = models.load_tokenizer(cfg["base_model"])
+        self.tokenizer = tokenizer = models.load_tokenizer(cfg["base_model"])
         self.masker = Masker.from_tokenizer(tokenizer, cfg["mlm_probability"], cfg["whole_word_masking"])
         state, model, optimizer_state = self._restore()
         if len(tokenizer) > model.config.vocab_size:
@@ -272,8 +268,8 @@ class PretrainWorker:
         if self.rank == 0:
             self.log.flush()
             metadata = {**cfg["metadata"], **summary, "trained_at": runs.utc_now()}
-            models.save(self.model, models.load_tokenizer(cfg["base_model"]), cfg["out"], metadata)
-        if _distributed():
+            models.save(self.model, self.tokenizer, cfg["out"], metadata)
+        if distributed():
             dist.barrier()  # no worker leaves (and tears its process group down) before rank 0 is done
         return summary
 

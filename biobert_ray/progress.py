@@ -27,9 +27,14 @@ import torch.distributed as dist
 from biobert_ray import storage
 
 
+def distributed() -> bool:
+    """True inside a process group of more than one worker."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def all_reduce(values: torch.Tensor) -> torch.Tensor:
     """Sum ``values`` over the workers (a no-op outside a process group)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if distributed():
         dist.all_reduce(values)
     return values
 

@@ -38,6 +38,11 @@ def default_run_name(out: str, prefix: str, identity: dict | None = None) -> str
     return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def default_storage_path(out: str) -> str:
+    """Where a run writing its model to ``out`` keeps its checkpoints: ``<out>.checkpoints``."""
+    return f"{out.rstrip('/')}.checkpoints"
+
+
 def storage_for(storage_path: str) -> tuple[str, pafs.FileSystem]:
     """``(path, pyarrow filesystem)`` for Ray Train's ``RunConfig`` from any fsspec URI."""
     fs, path = storage.filesystem(storage_path)

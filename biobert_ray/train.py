@@ -215,7 +215,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         f"{len(dev_examples)} dev examples, labels {label_list}; {config.num_workers} worker(s), "
         f"{total_steps} steps"
     )
-    storage_path = config.storage_path or f"{config.out.rstrip('/')}.checkpoints"
+    storage_path = config.storage_path or raytrain.default_storage_path(config.out)
     run_name = config.run_name or raytrain.default_run_name(
         config.out, "finetune", _run_identity(config, base_model)
     )
