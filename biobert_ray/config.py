@@ -106,7 +106,9 @@ class AnnotateConfig:
     articles: str = required("articles table directory written by ingest (local or s3://)")
     model: tuple[str, ...] = required("fine-tuned model(s); several run in one pass over the corpus")
     out: str = required("output table directory (local or s3://)")
-    batch_size: int = option(64, "sequences per forward pass (length-sorted, dynamically padded)")
+    batch_size: int | None = option(
+        None, "windows per forward pass, length-sorted and dynamically padded (default: 64 on GPU, 16 on CPU)"
+    )
     max_seq_length: int | None = option(
         None, "window length in sub-tokens (default: each model's training value)"
     )

@@ -44,6 +44,10 @@ from biobert_ray.tasks import get_task
 
 SECTIONS = ("title", "abstract")
 SENTENCE_ROWS_PER_BATCH = 512
+#: Windows per forward pass when ``AnnotateConfig.batch_size`` is not set. On CPU small batches pad
+#: least and were fastest (2-core CPU, MiniLM: 16 windows 22.0 s, 64 windows 25.8 s for the same
+#: 530 abstracts); on GPU larger batches keep the device busy.
+DEFAULT_BATCH_SIZE = {"cpu": 16, "gpu": 64}
 
 
 class Words:
@@ -302,6 +306,7 @@ def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) ->
     groups, membership = _groups(config.model, config.max_seq_length)
     refs = list(config.model)
     threads = max(1, round(config.cpus_per_actor))
+    batch_size = config.batch_size or DEFAULT_BATCH_SIZE["gpu" if config.use_gpu else "cpu"]
     work = [
         {"shard": p["shard"], "path": p["path"], "row_group": group, "limit": take}
         for p in pending
@@ -312,12 +317,12 @@ def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) ->
         .map_batches(split_shard, batch_size=1, batch_format="numpy", num_cpus=0.25)
         .map_batches(
             encode_sentences, fn_kwargs={"groups": groups, "stride": config.stride},
-            batch_size=SENTENCE_ROWS_PER_BATCH, batch_format="pyarrow", num_cpus=0.25,
+            batch_size=None, batch_format="pyarrow", num_cpus=0.25,
         )
         .map_batches(
             Predictor,
             fn_constructor_kwargs={
-                "refs": refs, "groups": membership, "batch_size": config.batch_size,
+                "refs": refs, "groups": membership, "batch_size": batch_size,
                 "use_gpu": config.use_gpu, "quantize": config.quantize, "threads": threads,
             },
             compute=ray.data.ActorPoolStrategy(size=config.num_actors),

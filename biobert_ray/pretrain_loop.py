@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
 
-from biobert_ray import models, raytrain, runs
+from biobert_ray import inference, models, raytrain, runs
 from biobert_ray.masking import Masker
 from biobert_ray.mlm import MaskedLMLoss, adamw
 from biobert_ray.position import DataPosition
@@ -161,7 +161,7 @@ class PretrainWorker:
             inputs, labels = self.masker(next(batches), generator)
             sync = self.loss.no_sync() if ddp and micro < accumulation - 1 else contextlib.nullcontext()
             with sync:
-                with raytrain.autocast(self.device):
+                with inference.autocast(self.device):
                     loss, correct, labelled = self.loss(inputs.to(self.device), labels.to(self.device))
                 (loss / accumulation).backward()
             self.meter.add(loss, correct, labelled)
@@ -186,7 +186,7 @@ class PretrainWorker:
                     continue
                 generator = torch.Generator().manual_seed(_seed(self.cfg["seed"], 2**31, i))
                 inputs, labels = self.masker(batch["input_ids"].long(), generator)
-                with raytrain.autocast(self.device):
+                with inference.autocast(self.device):
                     loss, correct, labelled = module(inputs.to(self.device), labels.to(self.device))
                 n = labelled.item()
                 sums += torch.tensor([loss.item() * n, correct.item(), n, len(inputs)], dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Ray Train plumbing shared by fine-tuning and pretraining: resources, storage, device, precision.
+"""Ray Train plumbing shared by fine-tuning and pretraining: resources, storage, checkpoints.
 
 Checkpoints go through the same fsspec filesystems as every other path (local or ``s3://``), so an
 S3-compatible endpoint set by ``AWS_ENDPOINT_URL`` applies to them too.
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
-import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from biobert_ray import storage
@@ -73,13 +72,6 @@ def run_config(
             checkpoint_score_order=score_order,
         ),
     )
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU (no fast bf16 there, see ENVIRONMENT.md)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -103,7 +103,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             inputs = {
                 k: v.to(device) for k, v in inference.pad_batch(windows, tokenizer.pad_token_id, True).items()
             }
-            with raytrain.autocast(device):
+            with inference.autocast(device):
                 loss = model(**inputs).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
