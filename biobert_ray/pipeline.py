@@ -9,7 +9,10 @@ The chain reads like a list::
   each section into sentences (``text.split_sentences``), keeping each
   sentence's character offset into its section.
 - **encode**: sentences become words (``text.split_words``) and model windows (``Task.encode``), once
-  per distinct tokenizer among the models.
+  per distinct tokenizer among the models. Ray Data fuses it with read + split; it takes the whole
+  block of a row group, so each row group stays one task and one block (with a batch size here the
+  fused task would bundle row groups until it held a batch, and the whole corpus could reach the
+  actor as one block, so that nothing downstream started before the last forward).
 - **predict**: each actor loads every model once (``num_gpus=1`` per actor on GPU nodes) and runs the
   windows of a batch through each model in length-sorted, dynamically padded batches
   (``inference.predict``), keeping only what decoding needs (``Task.select``).

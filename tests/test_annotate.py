@@ -115,3 +115,28 @@ def test_int8_quantized_run_writes_the_same_table_shape(sample_articles, tiny_ne
         for name, t in rows.items()
     }
     assert len(spans["int8"] & spans["fp32"]) >= 0.8 * len(spans["fp32"]) > 0, "int8 keeps most mentions"
+
+
+def test_each_row_group_is_its_own_task_and_block(sample_articles, tiny_ner_model, tmp_path):
+    """Ray Data must not bundle row groups: each is one read+encode task and one block for the actor.
+
+    Bundled, the whole corpus reached the actor as one task, and decoding waited for the last forward.
+    """
+    config = AnnotateConfig(
+        articles=sample_articles, model=(tiny_ner_model,), out=str(tmp_path / "e"), cpus_per_actor=0.5
+    )
+    pending, _ = pipeline._plan(config, log=lambda *_: None)
+    dataset = pipeline.build(config, pending, "test-run")
+    summaries = list(dataset.iter_rows())
+    assert sum(s["articles"] for s in summaries) == 609
+    operators = {
+        line.split(": ")[0].split(" ", 2)[2]: line.split(": ")[1]
+        for line in dataset.stats().splitlines()
+        if line.startswith("Operator ")
+    }
+    row_groups = sum(len(p["row_groups"]) for p in pending)
+    assert row_groups >= 4, "the sample's shards hold several row groups"
+    read_and_encode = operators["MapBatches(split_shard)->MapBatches(encode_sentences)"]
+    assert read_and_encode.startswith(f"{row_groups} tasks executed, {row_groups} blocks produced")
+    predict_tasks = int(operators["MapBatches(Predictor)"].split(" tasks")[0])
+    assert predict_tasks > 1, "row groups below a batch may share an actor call, not the whole corpus"
