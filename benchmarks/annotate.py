@@ -6,7 +6,8 @@ Input: the articles of the bundled MEDLINE sample (ingested on the fly with
 them, ``--repeat`` times over, written as a one-shard articles table whose titles are null, so that all
 contenders see exactly the same texts: the abstracts. Repeating the sample gives a corpus large
 enough that our fixed start-up (the model actor's process imports torch and transformers and loads
-the model, about 3 s) weighs as it would on a real corpus rather than a fifth of a 25 s run. Measured, in abstracts per second:
+the model, about 3 s) weighs as it would on a real corpus rather than a fifth of a 25 s run.
+Measured, in abstracts per second:
 
 - **ours**: ``biobert_ray.pipeline.run(AnnotateConfig(...))`` end to end (Parquet in, entities Parquet
   out, fresh output directory, ``overwrite=True``) with ``num_actors=1``, ``cpus_per_actor=1.5`` (the
@@ -23,15 +24,16 @@ the model, about 3 s) weighs as it would on a real corpus rather than a fifth of
   before the clock starts.
 
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
-(``AnnotateConfig(quantize=True)``; ``pipeline.quantize_int8``, per-channel scales, for the bare forward) and
-scores the fp32 and int8 models on the NCBI-disease test set (``evaluation.evaluate_examples``, strict
-IOB2 entity F1), since int8 changes the model's output. ``--stages`` times the stages of our pipeline in
-this process, without Ray (split, encode, predict minus forward, forward, decode + write, per batch of
-``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences), and with ``--profile`` prints the cProfile of the
-non-forward stages. ``--timeline`` runs ours once more with every stage call timestamped (stage functions
-and actor class swapped for logging subclasses/wrappers for that run): when each stage ran, in which
-process, when that process started, and how much of each predict call was the model forward. Together
-they show where the time goes beyond the model forward.
+(``AnnotateConfig(quantize=True)``; ``pipeline.quantize_int8``, per-channel scales, for the bare forward)
+and scores the fp32 and int8 models on the NCBI-disease dev and test sets (``--score``;
+``evaluation.evaluate_examples``, strict IOB2 entity F1), since int8 changes the model's output.
+``--stages`` times the stages of our pipeline in this process, without Ray (split, encode, predict
+minus forward, forward, decode + write, per batch of ``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences),
+and with ``--profile`` prints the cProfile of the non-forward stages. ``--timeline`` runs ours once
+more with every stage call timestamped (stage functions and actor class swapped for logging
+subclasses/wrappers for that run): when each stage ran, in which process, when that process started,
+and how much of each predict call was the model forward. Together they show where the time goes
+beyond the model forward.
 
     HF_HUB_OFFLINE=1 python benchmarks/annotate.py --model /tmp/ft2/model --quantize --stages --timeline
 
@@ -181,12 +183,14 @@ def time_pipeline_loop(abstracts: Sequence[str], model_ref: str, stride: int) ->
     return time.perf_counter() - start, entities
 
 
-def test_f1(model: torch.nn.Module, model_ref: str, test_file: str, batch_size: int) -> dict[str, float]:
+def entity_f1(
+    model: torch.nn.Module, model_ref: str, labelled_file: str, batch_size: int
+) -> dict[str, float]:
     """Strict IOB2 entity P/R/F1 of ``model`` on an NCBI-disease file, windows as ``evaluate ner`` makes."""
     task = NerTask()
     metadata = models.read_metadata(model_ref)
     tokenizer = models.load_tokenizer(model_ref)
-    examples = task.read(test_file, entity_type="Disease")
+    examples = task.read(labelled_file, entity_type="Disease")
     windows = task.encode(examples, tokenizer, metadata.get("max_seq_length", 128), 32)
     scores = evaluation.evaluate_examples(
         task, model, tokenizer, examples, windows, model.config.id2label, batch_size, torch.device("cpu")
@@ -386,7 +390,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stride", type=int, default=32, help="window overlap in sub-tokens, both pipelines")
     parser.add_argument("--quantize", action="store_true", help="also int8: ours, bare forward, test F1")
     parser.add_argument(
-        "--test", default=sample_path("ncbi_disease", "test.tsv.gz"), help="NER test file for --quantize F1"
+        "--score",
+        nargs="+",
+        default=[sample_path("ncbi_disease", f"{split}.tsv.gz") for split in ("devel", "test")],
+        help="labelled NER files that --quantize scores fp32 and int8 on",
     )
     parser.add_argument("--stages", action="store_true", help="time our stages in-process, without Ray")
     parser.add_argument("--profile", action="store_true", help="with --stages: cProfile of non-forward work")
@@ -465,13 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratio("ours int8", "bare int8")
             ratio("ours int8", "pipeline loop")
             ratio("bare int8", "bare fp32")
-            for name, model in (("fp32", fp32), ("int8", int8)):
-                scores = test_f1(model, model_ref, args.test, args.batch_size)
-                print(
-                    f"NCBI-disease test {name}: P {scores['precision']:.4f} R {scores['recall']:.4f} "
-                    f"F1 {scores['f1']:.4f}",
-                    flush=True,
-                )
+            for labelled_file in args.score:
+                for name, model in (("fp32", fp32), ("int8", int8)):
+                    scores = entity_f1(model, model_ref, labelled_file, args.batch_size)
+                    print(
+                        f"{Path(labelled_file).name} {name}: P {scores['precision']:.4f} "
+                        f"R {scores['recall']:.4f} F1 {scores['f1']:.4f}",
+                        flush=True,
+                    )
         for quantize in (False, True) if args.quantize else (False,):
             if args.timeline:
                 timeline(articles, model_ref, args, quantize)
