@@ -24,6 +24,8 @@ import numpy as np
 import ray
 import ray.train
 import torch
+from ray.data import ExecutionOptions
+from ray.train import DataConfig
 from ray.train.torch import TorchTrainer
 
 from biobert_ray import inference, models, raytrain, runs, storage
@@ -177,6 +179,14 @@ def _run_identity(config: FinetuneConfig, base_model: str) -> dict[str, Any]:
     return {"base_model": base_model, **{name: getattr(config, name) for name in fields + more}}
 
 
+def _ordered_ingest() -> ExecutionOptions:
+    """Ray Train's ingest options with ``preserve_order``: each worker's shard holds the same windows in
+    the same order on every run (its shuffle is seeded), instead of blocks in the order they arrive."""
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
+
+
 def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any]:
     """Fine-tune ``config.base_model`` on ``config.train`` for task ``task_name``; returns the summary.
 
@@ -196,16 +206,15 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
     dev_windows = task.encode(dev_examples, tokenizer, **encode_args)
 
     connect(config.address)
-    train_set = (
-        ray.data.from_items([{"example": pickle.dumps(e)} for e in train_examples])
-        .map_batches(
-            _encode_batch,
-            fn_kwargs={"task_name": task_name, "tokenizer_ref": base_model, **encode_args},
-            batch_size=512,
-            num_cpus=0.5,
-        )
-        .materialize()
-    )
+    items = ray.data.from_items([{"example": pickle.dumps(e)} for e in train_examples])
+    # file order, whatever order the encode tasks finish in: the same seed then gives the same model
+    items.context.execution_options.preserve_order = True
+    train_set = items.map_batches(
+        _encode_batch,
+        fn_kwargs={"task_name": task_name, "tokenizer_ref": base_model, **encode_args},
+        batch_size=512,
+        num_cpus=0.5,
+    ).materialize()
     n_windows = train_set.count()
     batch_per_worker = max(1, config.batch_size // config.num_workers)
     steps_per_epoch = math.ceil((n_windows // config.num_workers) / batch_per_worker)
@@ -247,6 +256,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
             run_name, storage_path, config.max_failures, score_attribute="dev_f1" if dev_examples else None
         ),
         datasets={"train": train_set},
+        dataset_config=DataConfig(execution_options=_ordered_ingest()),
     )
     result = trainer.fit()
     if dev_examples:
