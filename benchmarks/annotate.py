@@ -9,9 +9,10 @@ enough that our fixed start-up (the model actor's process imports torch and tran
 the model, about 3 s) weighs as it would on a real corpus rather than a fifth of a 25 s run.
 Measured, in abstracts per second:
 
-- **ours**: ``biobert_ray.pipeline.run(AnnotateConfig(...))`` end to end (Parquet in, entities Parquet
-  out, fresh output directory, ``overwrite=True``) with ``num_actors=1``, ``cpus_per_actor=1.5`` (the
-  actor runs 2 torch threads). Ray is started before the clock starts; its start-up is printed apart.
+- **ours**: ``biobert_ray.pipeline.run(AnnotateConfig(..., precision="fp32"))`` end to end (Parquet
+  in, entities Parquet out, fresh output directory, ``overwrite=True``) with ``num_actors=1``,
+  ``cpus_per_actor=1.5`` (the actor runs 2 torch threads). Ray is started before the clock starts;
+  its start-up is printed apart.
 - **pipeline loop**: ``transformers.pipeline("token-classification", model=MODEL,
   aggregation_strategy="simple", stride=STRIDE)`` called once per abstract. ``stride`` makes the pipeline
   cover abstracts longer than the model's 512 sub-tokens with overlapping 512-token chunks instead of
@@ -23,6 +24,9 @@ Measured, in abstracts per second:
   length-sorted and cut into ``--batch-size`` windows as ``inference.predict`` does. Padding is built
   before the clock starts.
 
+On a CPU with native bf16 (``inference.cpu_has_fast_bf16``: AVX512-BF16 or AMX) ours and the bare
+forward also run under bf16 autocast (``AnnotateConfig(precision="bf16")``, what ``"auto"``, the
+default, picks there), and the fp32 and bf16 models are scored on the NCBI-disease dev and test sets.
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
 (``AnnotateConfig(quantize=True)``; ``pipeline.quantize_int8``, per-channel scales, for the bare forward)
 and scores the fp32 and int8 models on the NCBI-disease dev and test sets (``--score``;
@@ -141,10 +145,15 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
     return pipeline.quantize_int8(model)
 
 
-def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first)."""
+def time_forward(
+    model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], cpu_bf16: bool = False
+) -> float:
+    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first).
+
+    ``cpu_bf16`` runs them under bf16 autocast, as ``AnnotateConfig(precision="bf16")`` does.
+    """
     total = 0.0
-    with torch.inference_mode():
+    with torch.inference_mode(), inference.autocast(torch.device("cpu"), cpu_bf16):
         model(**batches[0])
         for batch in batches:
             start = time.perf_counter()
@@ -153,13 +162,16 @@ def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tenso
     return total
 
 
-def time_ours(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool) -> tuple[float, int]:
+def time_ours(
+    articles: str, model_ref: str, args: argparse.Namespace, quantize: bool, precision: str = "fp32"
+) -> tuple[float, int]:
     """Wall seconds of one ``pipeline.run`` into a fresh directory, and the entity rows it wrote."""
     out = tempfile.mkdtemp(prefix="annotate-bench-out-")
     try:
         config = AnnotateConfig(
             articles=articles, model=(model_ref,), out=out, batch_size=args.batch_size, stride=args.stride,
-            num_actors=1, cpus_per_actor=CPUS_PER_ACTOR, quantize=quantize, overwrite=True,
+            num_actors=1, cpus_per_actor=CPUS_PER_ACTOR, quantize=quantize, precision=precision,
+            overwrite=True,
         )  # fmt: skip
         start = time.perf_counter()
         report = pipeline.run(config, log=lambda _: None)
@@ -198,6 +210,19 @@ def entity_f1(
     return {k: scores["overall"][k] for k in ("precision", "recall", "f1")}
 
 
+class Bf16Autocast(torch.nn.Module):
+    """A model wrapper whose forward runs under CPU bf16 autocast, for scoring bf16 predictions."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        """The inner model's output, computed under bf16 autocast."""
+        with inference.autocast(torch.device("cpu"), cpu_bf16=True):
+            return self.inner(**batch)
+
+
 class TimedModel(torch.nn.Module):
     """A model wrapper that adds the seconds of every forward call to ``seconds``."""
 
@@ -225,7 +250,7 @@ def stage_times(
     """
     refs = [model_ref]
     groups, membership = pipeline._groups(tuple(refs), None)
-    predictor = pipeline.Predictor(refs, membership, args.batch_size, False, quantize, THREADS)
+    predictor = pipeline.Predictor(refs, membership, args.batch_size, False, quantize, THREADS, "fp32")
     task, model, pad_id = predictor.models[0]
     timed = TimedModel(model)
     predictor.models[0] = (task, timed, pad_id)
@@ -462,18 +487,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         record("bare fp32", time_forward(fp32, batches))
         record("ours fp32", *time_ours(articles, model_ref, args, quantize=False))
         record("pipeline loop", *time_pipeline_loop(abstracts, model_ref, args.stride))
+        bf16 = inference.cpu_has_fast_bf16()
+        if bf16:  # what precision="auto" picks on this CPU
+            record("ours bf16", *time_ours(articles, model_ref, args, quantize=False, precision="bf16"))
+            record("bare bf16", time_forward(fp32, batches, cpu_bf16=True))
         if int8 is not None:
             record("ours int8", *time_ours(articles, model_ref, args, quantize=True))
             record("bare int8", time_forward(int8, batches))
         ratio("ours fp32", "bare fp32", "(target >= 0.8)")
         ratio("ours fp32", "pipeline loop", "(target >= 1.5)")
         print(f"ours fp32 with Ray start-up: {n / (n / rate['ours fp32'] + ray_start):.2f} abstracts/s")
+        if bf16:
+            ratio("ours bf16", "bare bf16", "(target >= 0.8)")
+            ratio("ours bf16", "pipeline loop", "(target >= 1.5)")
+            ratio("bare bf16", "bare fp32")
         if int8 is not None:
             ratio("ours int8", "bare int8")
             ratio("ours int8", "pipeline loop")
             ratio("bare int8", "bare fp32")
+        variants = [("fp32", fp32)] + [("bf16", Bf16Autocast(fp32))] * bf16 + [("int8", int8)] * bool(int8)
+        if len(variants) > 1:
             for labelled_file in args.score:
-                for name, model in (("fp32", fp32), ("int8", int8)):
+                for name, model in variants:
                     scores = entity_f1(model, model_ref, labelled_file, args.batch_size)
                     print(
                         f"{Path(labelled_file).name} {name}: P {scores['precision']:.4f} "

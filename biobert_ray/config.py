@@ -117,6 +117,12 @@ class AnnotateConfig:
     use_gpu: bool = option(False, "run models on GPUs (bf16 autocast)")
     cpus_per_actor: float = option(1.0, "CPUs reserved per model actor (fractional on small machines)")
     quantize: bool = option(False, "int8 dynamic quantization of Linear layers (CPU inference only)")
+    precision: str = option(
+        "auto",
+        "model arithmetic: auto = bf16 autocast on GPUs and on CPUs with native bf16 (AVX512-BF16 or AMX), "
+        "fp32 on other CPUs; fp32; bf16",
+        choices=("auto", "fp32", "bf16"),
+    )
     max_articles: int | None = option(None, "annotate only the first N articles (quick runs)")
     overwrite: bool = option(False, "redo shards whose output is already complete")
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")

@@ -156,6 +156,16 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
+def cpu_bf16(precision: str, quantize: bool) -> bool:
+    """Whether a CPU actor runs its models under bf16 autocast (``AnnotateConfig.precision``).
+
+    Decided in the actor, on the node that runs it. int8 models (``quantize``) stay as they are.
+    """
+    if quantize or precision == "fp32":
+        return False
+    return precision == "bf16" or inference.cpu_has_fast_bf16()
+
+
 class Predictor:
     """Ray Data actor: loads every model once, then runs each batch's windows through each of them."""
 
@@ -167,10 +177,12 @@ class Predictor:
         use_gpu: bool,
         quantize: bool,
         threads: int,
+        precision: str = "auto",
     ):
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
+        self.cpu_bf16 = cpu_bf16(precision, quantize)
         self.refs, self.groups, self.batch_size = refs, groups, batch_size
         self.models = []
         for ref in refs:
@@ -185,7 +197,9 @@ class Predictor:
         for index, (ref, (task, model, pad_id)) in enumerate(zip(self.refs, self.models, strict=True)):
             per_sentence = batch.column(f"windows_{self.groups[ref]}").to_pylist()
             flat = [w for windows in per_sentence for w in windows]
-            selected = inference.predict(model, flat, task.select, pad_id, self.batch_size, self.device)
+            selected = inference.predict(
+                model, flat, task.select, pad_id, self.batch_size, self.device, self.cpu_bf16
+            )
             outputs, start = [], 0
             for windows in per_sentence:
                 outputs.append(
@@ -327,6 +341,7 @@ def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) ->
             fn_constructor_kwargs={
                 "refs": refs, "groups": membership, "batch_size": batch_size,
                 "use_gpu": config.use_gpu, "quantize": config.quantize, "threads": threads,
+                "precision": config.precision,
             },
             compute=ray.data.ActorPoolStrategy(size=config.num_actors),
             batch_size=SENTENCE_ROWS_PER_BATCH, batch_format="pyarrow",

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from biobert_ray import pipeline, query, schemas
+from biobert_ray import inference, pipeline, query, schemas
 from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
@@ -140,3 +140,28 @@ def test_each_row_group_is_its_own_task_and_block(sample_articles, tiny_ner_mode
     assert read_and_encode.startswith(f"{row_groups} tasks executed, {row_groups} blocks produced")
     predict_tasks = int(operators["MapBatches(Predictor)"].split(" tasks")[0])
     assert predict_tasks > 1, "row groups below a batch may share an actor call, not the whole corpus"
+
+
+def test_bf16_run_finds_the_mentions_of_fp32(sample_articles, tiny_ner_model, tmp_path):
+    runs = {
+        precision: annotate(
+            sample_articles, (tiny_ner_model,), tmp_path / precision, max_articles=40, precision=precision
+        )
+        for precision in ("fp32", "bf16")
+    }
+    assert runs["bf16"]["config"]["precision"] == "bf16" and runs["bf16"]["counts"]["articles"] == 40
+    spans = {
+        precision: set(
+            pl.read_parquet(tmp_path / precision / "*.parquet")
+            .select("pmid", "section", "char_start", "char_end")
+            .iter_rows()
+        )
+        for precision in runs
+    }
+    assert len(spans["bf16"] & spans["fp32"]) >= 0.9 * len(spans["fp32"]) > 0
+
+
+def test_precision_auto_uses_bf16_only_where_the_cpu_has_it():
+    assert pipeline.cpu_bf16("auto", quantize=False) == inference.cpu_has_fast_bf16()
+    assert pipeline.cpu_bf16("bf16", quantize=False) and not pipeline.cpu_bf16("fp32", quantize=False)
+    assert not pipeline.cpu_bf16("bf16", quantize=True), "int8 models are not autocast"
