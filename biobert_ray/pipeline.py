@@ -15,7 +15,8 @@ The chain reads like a list::
   actor as one block, so that nothing downstream started before the last forward).
 - **predict**: each actor loads every model once (``num_gpus=1`` per actor on GPU nodes) and runs the
   windows of a batch through each model in length-sorted, dynamically padded batches
-  (``inference.predict``), keeping only what decoding needs (``Task.select``).
+  (``inference.predict``; bf16 autocast on GPUs and, per ``AnnotateConfig.precision``, on CPUs with
+  native bf16), keeping only what decoding needs (``Task.select``).
 - **decode + write**: ``Task.decode`` turns the outputs into rows (``schemas.ENTITIES`` for NER), written
   as a part file per shard per batch under ``_parts/``.
 
