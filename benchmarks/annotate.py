@@ -20,9 +20,8 @@ Measured, in abstracts per second:
 - **bare forward**: ``model(**batch)`` alone, under ``torch.inference_mode`` with the same threads, over
   exactly the token batches our pipeline feeds its model, rebuilt with our own code path: sentences
   (``text.split_sentences``), words (``text.split_words``), windows (``NerTask().encode``), grouped
-  ``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences at a time as the Ray Data stage batches them, then
-  length-sorted and cut into ``--batch-size`` windows as ``inference.predict`` does. Padding is built
-  before the clock starts.
+  by row group as the actor gets them, then length-sorted and cut into ``--batch-size`` windows as
+  ``inference.predict`` does. Padding is built before the clock starts.
 
 On a CPU with native bf16 (``inference.cpu_has_fast_bf16``: AVX512-BF16 or AMX) ours and the bare
 forward also run under bf16 autocast (``AnnotateConfig(precision="bf16")``, what ``"auto"``, the
@@ -32,7 +31,7 @@ default, picks there), and the fp32 and bf16 models are scored on the NCBI-disea
 and scores the fp32 and int8 models on the NCBI-disease dev and test sets (``--score``;
 ``evaluation.evaluate_examples``, strict IOB2 entity F1), since int8 changes the model's output.
 ``--stages`` times the stages of our pipeline in this process, without Ray (split, encode, predict
-minus forward, forward, decode + write, per batch of ``pipeline.SENTENCE_ROWS_PER_BATCH`` sentences),
+minus forward, forward, decode + write, per row group),
 and with ``--profile`` prints the cProfile of the non-forward stages. ``--timeline`` runs ours once
 more with every stage call timestamped (stage functions and actor class swapped for logging
 subclasses/wrappers for that run): when each stage ran, in which process, when that process started,
@@ -120,16 +119,20 @@ def write_table(abstracts: pa.Table, directory: Path) -> str:
 def model_batches(
     abstracts: Sequence[str], tokenizer: Any, max_length: int, stride: int, batch_size: int
 ) -> list[dict[str, torch.Tensor]]:
-    """The padded batches our pipeline's actor feeds the model, in the order it feeds them."""
-    sentences = [a[s:e] for a in abstracts for s, e in text.split_sentences(a)]
+    """The padded batches our pipeline's actor feeds the model, in the order it feeds them.
+
+    The actor gets the sentences of one row group (``INGEST_ROWS_PER_GROUP`` abstracts) per call and
+    length-sorts the windows of a call.
+    """
     batches = []
-    for group in range(0, len(sentences), pipeline.SENTENCE_ROWS_PER_BATCH):
+    for first in range(0, len(abstracts), INGEST_ROWS_PER_GROUP):
+        group = abstracts[first : first + INGEST_ROWS_PER_GROUP]
         units = [
             pipeline.Words([s[a:b] for a, b in text.split_words(s)])
-            for s in sentences[group : group + pipeline.SENTENCE_ROWS_PER_BATCH]
+            for s in (a[start:end] for a in group for start, end in text.split_sentences(a))
         ]
-        windows = [w for per_unit in NerTask().encode(units, tokenizer, max_length, stride) for w in per_unit]
-        ordered = sorted(windows, key=lambda w: len(w["input_ids"]))
+        encoded = NerTask().encode(units, tokenizer, max_length, stride)
+        ordered = sorted((w for per_unit in encoded for w in per_unit), key=lambda w: len(w["input_ids"]))
         for start in range(0, len(ordered), batch_size):
             batches.append(inference.pad_batch(ordered[start : start + batch_size], tokenizer.pad_token_id))
     return batches
@@ -244,7 +247,7 @@ def stage_times(
     """Seconds of each pipeline stage run in this process without Ray, over the whole input.
 
     Calls the very functions the Ray Data stages call (``split_shard``, ``encode_sentences``,
-    ``Predictor``, ``decode_and_write``) on ``SENTENCE_ROWS_PER_BATCH``-sentence batches; the model
+    ``Predictor``, ``decode_and_write``) once per row group, as the Ray Data stages get them; the model
     forward is timed apart from the rest of ``Predictor.__call__``. ``profiler``, when given, is enabled
     around everything but the forward.
     """
@@ -274,27 +277,21 @@ def stage_times(
             return fn(*fn_args, **kwargs)
 
     try:
-        pieces = []
         for row_group in range(metadata.num_row_groups):
             work = {
                 "shard": np.array(["bench"]), "path": np.array([path]), "row_group": np.array([row_group]),
                 "limit": np.array([metadata.row_group(row_group).num_rows]),
             }  # fmt: skip
-            pieces.append(run("split", pipeline.split_shard, work))
-        sentences = pa.concat_tables(pieces)
-        step = pipeline.SENTENCE_ROWS_PER_BATCH
-        for offset in range(0, sentences.num_rows, step):
-            batch = run(
-                "encode", pipeline.encode_sentences, sentences.slice(offset, step), groups, args.stride
-            )
+            sentences = run("split", pipeline.split_shard, work)
+            encoded = run("encode", pipeline.encode_sentences, sentences, groups, args.stride)
             timed.seconds = 0.0
-            batch = run("predict_other", predictor, batch)
+            batch = run("predict_other", predictor, encoded)
             seconds["predict_other"] -= timed.seconds
             seconds["forward"] += timed.seconds
             run("decode_write", pipeline.decode_and_write, batch, refs, membership, out, "bench")
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    seconds["batches"] = -(-sentences.num_rows // step)
+    seconds["batches"] = metadata.num_row_groups
     return seconds
 
 

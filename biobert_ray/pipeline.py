@@ -14,11 +14,13 @@ The chain reads like a list::
   fused task would bundle row groups until it held a batch, and the whole corpus could reach the
   actor as one block, so that nothing downstream started before the last forward).
 - **predict**: each actor loads every model once (``num_gpus=1`` per actor on GPU nodes) and runs the
-  windows of a batch through each model in length-sorted, dynamically padded batches
+  windows of a row group's block through each model in length-sorted, dynamically padded batches
   (``inference.predict``; bf16 autocast on GPUs and, per ``AnnotateConfig.precision``, on CPUs with
-  native bf16), keeping only what decoding needs (``Task.select``).
+  native bf16), keeping only what decoding needs (``Task.select``). A block is never cut or joined
+  with another, so a row group's batches, and with them its output down to the last bit of each
+  score, do not depend on what else Ray scheduled beside it (a rerun of one shard gives its rows).
 - **decode + write**: ``Task.decode`` turns the outputs into rows (``schemas.ENTITIES`` for NER), written
-  as a part file per shard per batch under ``_parts/``.
+  as a part file per row group under ``_parts/``.
 
 The driver counts finished articles per shard from the stage's summaries; when a shard is complete
 its parts are merged, sorted, into ``<shard>.parquet`` (atomically) and its completion marker is
@@ -47,7 +49,6 @@ from biobert_ray.runtime import connect
 from biobert_ray.tasks import get_task
 
 SECTIONS = ("title", "abstract")
-SENTENCE_ROWS_PER_BATCH = 512
 #: Windows per forward pass when ``AnnotateConfig.batch_size`` is not set. On CPU small batches pad
 #: least and were fastest (2-core CPU, MiniLM: 16 windows 22.0 s, 64 windows 25.8 s for the same
 #: 530 abstracts); on GPU larger batches keep the device busy.
@@ -178,7 +179,7 @@ class Predictor:
         use_gpu: bool,
         quantize: bool,
         threads: int,
-        precision: str = "auto",
+        precision: str,
     ):
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
@@ -345,13 +346,13 @@ def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) ->
                 "precision": config.precision,
             },
             compute=ray.data.ActorPoolStrategy(size=config.num_actors),
-            batch_size=SENTENCE_ROWS_PER_BATCH, batch_format="pyarrow",
+            batch_size=None, batch_format="pyarrow",
             num_gpus=1 if config.use_gpu else 0, num_cpus=config.cpus_per_actor,
         )
         .map_batches(
             decode_and_write,
             fn_kwargs={"refs": refs, "groups": membership, "out": config.out, "run_id": run_id},
-            batch_size=4 * SENTENCE_ROWS_PER_BATCH, batch_format="pyarrow", num_cpus=0.25,
+            batch_size=None, batch_format="pyarrow", num_cpus=0.25,
         )
     )  # fmt: skip
 

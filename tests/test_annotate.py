@@ -105,7 +105,7 @@ def test_articles_without_text_still_complete_their_shard(tiny_ner_model, tmp_pa
 
 
 def test_int8_quantized_run_writes_the_same_table_shape(sample_articles, tiny_ner_model, tmp_path):
-    fp32 = annotate(sample_articles, (tiny_ner_model,), tmp_path / "fp32", max_articles=40)
+    fp32 = annotate(sample_articles, (tiny_ner_model,), tmp_path / "fp32", max_articles=40, precision="fp32")
     int8 = annotate(sample_articles, (tiny_ner_model,), tmp_path / "int8", max_articles=40, quantize=True)
     assert int8["counts"]["articles"] == fp32["counts"]["articles"] == 40
     rows = {name: pl.read_parquet(tmp_path / name / "*.parquet") for name in ("fp32", "int8")}
