@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from biobert_ray import config as cfg
-from biobert_ray import runs, samples, storage
+from biobert_ray import console, runs, samples, storage
 
 
 def print_ingest_summary(report: dict[str, Any]) -> None:
@@ -41,7 +41,7 @@ def ingest_command(args: argparse.Namespace) -> int:
     )
     report = ingest.run(config)
     print_ingest_summary(report)
-    return 1 if report["counts"]["errors"] else 0
+    return 1 if report["counts"]["errors"] or report["status"] != "ok" else 0
 
 
 def query_articles_command(args: argparse.Namespace) -> int:
@@ -83,20 +83,38 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def annotate_command(args: argparse.Namespace) -> int:
-    """``biobert-ray annotate TASK``: run models over an articles table, print the run summary."""
-    from biobert_ray import pipeline
-
-    config = cfg.from_args(cfg.AnnotateConfig, args)
-    report = pipeline.run(config)
+def print_annotate_summary(report: dict[str, Any]) -> None:
+    """Print the counts of an annotate run and name every failed shard, row group and unread input."""
     c = report["counts"]
     print(
-        f"annotate: {c['shards']} shards ({c['shards_processed']} processed, {c['shards_skipped']} skipped), "
-        f"{c['articles']} articles, {c['sentences']} sentences -> {c['rows']} rows; "
-        f"{report['wall_seconds']:.1f}s, {report['articles_per_second'] or 0:.1f} articles/s"
+        f"annotate: {c['shards']} shards ({c['shards_processed']} processed, {c['shards_skipped']} skipped, "
+        f"{c['shards_failed']} failed), {c['articles']} articles, {c['sentences']} sentences -> "
+        f"{c['rows']} rows; {report['wall_seconds']:.1f}s, "
+        f"{report['articles_per_second'] or 0:.1f} articles/s"
     )
-    print(f"  summary: {storage.join(config.out, '_run.json')}")
-    return 0
+    out = report["config"]["out"]
+    if report.get("error"):
+        print(f"  FAILED: the run stopped: {report['error']}")
+    for shard in report["shards"]:
+        for failed in shard.get("failed_row_groups", []):
+            print(f"  FAILED {shard['name']} row group {failed['row_group']}: {failed['reason']}")
+    for item in report["incomplete_inputs"]:
+        print(f"  NOT READ {item['shard']}: {item['reason']}")
+    if c["shards_failed"]:
+        print(f"  error rows: {storage.join(out, '_errors')}; rerun the same command to retry only these")
+    print(f"  summary: {storage.join(out, '_run.json')}")
+
+
+def annotate_command(args: argparse.Namespace) -> int:
+    """``biobert-ray annotate TASK``: run models over an articles table, print the run summary.
+
+    Exit status 1 when a row group failed or an input shard was incomplete.
+    """
+    from biobert_ray import annotate
+
+    report = annotate.run(cfg.from_args(cfg.AnnotateConfig, args))
+    print_annotate_summary(report)
+    return 0 if report["status"] == "ok" else 1
 
 
 def query_entities_command(args: argparse.Namespace) -> int:
@@ -123,7 +141,8 @@ def query_entities_command(args: argparse.Namespace) -> int:
 def pretrain_command(args: argparse.Namespace) -> int:
     """``biobert-ray pretrain``: masked-LM pretraining on an articles table; prints the run summary.
 
-    Exit status 1 when training failed after its retries (rerun with ``--resume`` to continue).
+    Exit status 1 when training failed after its retries (rerun with ``--resume`` to continue), or
+    when corpus shards were left out because their ingest is not complete.
     """
     from ray.train import TrainingFailedError
 
@@ -144,7 +163,9 @@ def pretrain_command(args: argparse.Namespace) -> int:
     if held_out:
         print(f"  held-out: MLM loss {held_out['loss']:.4f}, accuracy {held_out['mlm_accuracy']:.4f}")
     print(f"  model: {summary['out']}\n  checkpoints and metrics.jsonl: {summary['run_dir']}")
-    return 0
+    for item in summary["incomplete_inputs"]:
+        print(f"  NOT READ {item['shard']}: {item['reason']}")
+    return 1 if summary["incomplete_inputs"] else 0
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -153,12 +174,9 @@ def demo_command(args: argparse.Namespace) -> int:
     Ingest the bundled MEDLINE sample, fine-tune NER on 2,000 NCBI-disease training sentences from
     all-MiniLM-L6-v2, evaluate on the NCBI-disease test set, annotate the sample, query the entities.
     """
-    import os
-
-    from biobert_ray import evaluation, ingest, metrics, pipeline, query, train
+    from biobert_ray import annotate, evaluation, ingest, metrics, query, train
 
     out = args.out_dir
-    cores = os.cpu_count() or 2
     articles, model, entities = (storage.join(out, name) for name in ("articles", "ner-disease", "entities"))
     print(f"[1/5] ingest the bundled MEDLINE sample -> {articles}")
     report = ingest.run(cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles, overwrite=True))
@@ -168,7 +186,7 @@ def demo_command(args: argparse.Namespace) -> int:
     finetune = cfg.FinetuneConfig(
         train=samples.ncbi_disease("train"), dev=samples.ncbi_disease("devel"), entity_type="Disease",
         out=model, max_train_samples=args.train_sentences, epochs=2, batch_size=16, learning_rate=2e-4,
-        warmup_ratio=0.0, max_seq_length=128, num_workers=1, cpus_per_worker=cores,
+        warmup_ratio=0.0, max_seq_length=128, num_workers=1,
         run_name=f"demo-{runs.new_run_id()}",
     )  # fmt: skip
     summary = train.finetune("ner", finetune, log=print)
@@ -179,13 +197,12 @@ def demo_command(args: argparse.Namespace) -> int:
     print(metrics.format_report(result))
 
     print(f"[4/5] annotate the sample -> {entities}")
-    report = pipeline.run(
+    report = annotate.run(
         cfg.AnnotateConfig(
             articles=articles,
             model=(model,),
             out=entities,
             overwrite=True,
-            cpus_per_actor=max(1.0, cores - 0.5),
         )
     )
     c = report["counts"]
@@ -203,23 +220,29 @@ def demo_command(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="biobert-ray", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own log lines and the workers' output on the console",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", help="MEDLINE/PubMed XML -> Parquet articles table")
+    p = sub.add_parser("ingest", parents=[common], help="MEDLINE/PubMed XML -> Parquet articles table")
     p.add_argument("patterns", nargs="*", help="input files, globs or directories (or use --input)")
     cfg.add_arguments(p, cfg.IngestConfig)
     p.set_defaults(func=ingest_command)
 
-    p = sub.add_parser("query", help="query output tables with polars")
+    p = sub.add_parser("query", parents=[common], help="query output tables with polars")
     qsub = p.add_subparsers(dest="table_kind", required=True)
-    q = qsub.add_parser("articles", help="articles of an ingested table")
+    q = qsub.add_parser("articles", parents=[common], help="articles of an ingested table")
     q.add_argument("table", help="articles table directory (local or s3://)")
     q.add_argument("--current", action="store_true", help="current version of each article only")
     q.add_argument("--pmid", type=int, nargs="+", help="only these PMIDs")
     q.add_argument("--count", action="store_true", help="print the number of rows only")
     q.add_argument("--limit", type=int, default=10, help="rows to print")
     q.set_defaults(func=query_articles_command)
-    q = qsub.add_parser("entities", help="entities of an annotated table")
+    q = qsub.add_parser("entities", parents=[common], help="entities of an annotated table")
     q.add_argument("table", help="entities table directory (local or s3://)")
     q.add_argument("--type", help="only this entity type")
     q.add_argument("--top", type=int, default=20, help="rows to print")
@@ -231,26 +254,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=query_entities_command)
 
     tasks = ["ner"]
-    p = sub.add_parser("finetune", help="fine-tune a task head with Ray Train")
+    p = sub.add_parser("finetune", parents=[common], help="fine-tune a task head with Ray Train")
     p.add_argument("task", choices=tasks)
     cfg.add_arguments(p, cfg.FinetuneConfig)
     p.set_defaults(func=finetune_command)
 
-    p = sub.add_parser("evaluate", help="score a fine-tuned model with the task's official metric")
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="score a fine-tuned model with the task's official metric"
+    )
     p.add_argument("task", choices=tasks)
     cfg.add_arguments(p, cfg.EvaluateConfig)
     p.set_defaults(func=evaluate_command)
 
-    p = sub.add_parser("annotate", help="run fine-tuned models over an articles table with Ray Data")
+    p = sub.add_parser(
+        "annotate", parents=[common], help="run fine-tuned models over an articles table with Ray Data"
+    )
     p.add_argument("task", choices=tasks)
     cfg.add_arguments(p, cfg.AnnotateConfig)
     p.set_defaults(func=annotate_command)
 
-    p = sub.add_parser("pretrain", help="masked-LM pretraining of a BERT on an articles table (Ray Train)")
+    p = sub.add_parser(
+        "pretrain", parents=[common], help="masked-LM pretraining of a BERT on an articles table (Ray Train)"
+    )
     cfg.add_arguments(p, cfg.PretrainConfig)
     p.set_defaults(func=pretrain_command)
 
-    p = sub.add_parser("demo", help="laptop quickstart on the bundled sample data")
+    p = sub.add_parser("demo", parents=[common], help="laptop quickstart on the bundled sample data")
     p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables and model")
     p.add_argument("--train-sentences", type=int, default=2000, help="NCBI-disease training sentences to use")
     p.set_defaults(func=demo_command)
@@ -261,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``biobert-ray`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.VERBOSE = args.verbose
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:

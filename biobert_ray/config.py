@@ -39,6 +39,7 @@ class IngestConfig:
     input: tuple[str, ...] = required("input files: paths, globs or directories, local or s3://")
     out: str = required("output directory of the articles table (local or s3://)")
     overwrite: bool = option(False, "redo shards whose output is already complete")
+    force: bool = option(False, "take over the output's lease even if another run seems to hold it")
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     cpus_per_task: float = option(1.0, "CPUs reserved by each file-parsing task")
     rows_per_group: int = option(256, "Parquet row-group size of the outputs (annotate reads one at a time)")
@@ -52,7 +53,10 @@ class TrainConfig:
     out: str = option("out/model", "where the trained model directory is written (local or s3://)")
     num_workers: int = option(1, "Ray Train workers (DDP); one GPU each with --use-gpu")
     use_gpu: bool = option(False, "train on GPUs (bf16 autocast); CPU workers use gloo")
-    cpus_per_worker: float = option(1.0, "CPUs reserved per worker (use 0.5 on a 2-core machine)")
+    cpus_per_worker: float | None = option(
+        None,
+        "CPUs reserved per worker (default: 1 on GPUs or a cluster; on one machine, its CPUs shared)",
+    )
     learning_rate: float = option(5e-5, "peak AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_ratio: float = option(0.1, "fraction of steps with linear warm-up, then linear decay")
@@ -115,7 +119,9 @@ class AnnotateConfig:
     stride: int = option(32, "sub-tokens of context shared by consecutive windows")
     num_actors: int = option(1, "model actors (one GPU each with --use-gpu)")
     use_gpu: bool = option(False, "run models on GPUs (bf16 autocast)")
-    cpus_per_actor: float = option(1.0, "CPUs reserved per model actor (fractional on small machines)")
+    cpus_per_actor: float | None = option(
+        None, "CPUs reserved per model actor (default: 1 on GPU nodes; on one machine, its CPUs shared out)"
+    )
     quantize: bool = option(False, "int8 dynamic quantization of Linear layers (CPU inference only)")
     precision: str = option(
         "auto",
@@ -124,7 +130,11 @@ class AnnotateConfig:
         choices=("auto", "fp32", "bf16"),
     )
     max_articles: int | None = option(None, "annotate only the first N articles (quick runs)")
+    max_failed_row_groups: int = option(
+        10, "stop the run when more row groups than this fail (each goes to _errors; a rerun retries them)"
+    )
     overwrite: bool = option(False, "redo shards whose output is already complete")
+    force: bool = option(False, "take over the output's lease even if another run seems to hold it")
     address: str | None = option(None, "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
 
 

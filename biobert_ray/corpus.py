@@ -1,7 +1,8 @@
 """The pretraining corpus: an ``articles`` table read file by file, never whole, and its held-out set.
 
 A corpus is a table directory written by ``biobert-ray ingest`` (local or ``s3://``): its shards are
-the ``*.parquet`` files directly inside it (side tables in ``_``-prefixed folders are not shards). A
+the complete ``*.parquet`` files directly inside it, those whose ingest marker matches the file
+(side tables in ``_``-prefixed folders are not shards; see :func:`biobert_ray.runs.complete_shards`). A
 *document* is one row: its text columns (``title`` and ``abstract`` by default) joined by a newline;
 rows whose text columns are all null or empty are not documents.
 
@@ -18,22 +19,29 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from biobert_ray import storage
+from biobert_ray import runs, storage
 
 #: Rows read from a shard at a time: memory per reader is bounded by this, not by the file.
 READ_ROWS = 1024
 
 
 def shard_files(table: str, text_columns: Sequence[str] = ()) -> list[str]:
-    """The Parquet shards of ``table``, sorted.
+    """The complete Parquet shards of ``table``, sorted (:func:`shards` without the incomplete ones)."""
+    return shards(table, text_columns)[0]
 
-    ``FileNotFoundError`` if there are none; ``ValueError`` if the first lacks ``pmid`` or a text column.
+
+def shards(table: str, text_columns: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
+    """The complete Parquet shards of ``table``, sorted, and the incomplete ones with the reason.
+
+    ``FileNotFoundError`` if none is complete; ``ValueError`` if the first lacks ``pmid`` or a text column.
     """
-    files = storage.list_files(table, ".parquet")
+    files, incomplete = runs.complete_shards(table)
     if not files:
-        raise FileNotFoundError(f"{table}: no *.parquet files (is it an articles table written by ingest?)")
+        raise FileNotFoundError(
+            f"{table}: no complete *.parquet shards (is it an articles table written by ingest?)"
+        )
     _check_columns(_open(files[0]), files[0], ["pmid", *text_columns])
-    return files
+    return files, incomplete
 
 
 def _check_columns(parquet: pq.ParquetFile, uri: str, columns: Sequence[str]) -> None:

@@ -120,6 +120,45 @@ def load_model(ref: str, model_class: Any, **kwargs: Any):
     )
 
 
+def _model_directory(ref: str) -> Path:
+    """The local directory that holds model ``ref`` (a hub id's cached snapshot included)."""
+    resolved = resolve(ref)
+    if Path(resolved).is_dir():
+        return Path(resolved)
+    from transformers.utils import cached_file
+
+    return Path(cached_file(resolved, "config.json")).parent  # .../snapshots/<commit>/
+
+
+def fingerprint(ref: str) -> str:
+    """A content hash of model ``ref``: every file of its directory but ``biobert_ray.json``.
+
+    Weights, config and tokenizer decide what a model outputs, wherever it lives: two copies at
+    different paths share a fingerprint, retrained weights get a new one. Hashed once per node for a
+    given set of files (cached beside the model cache, keyed by each file's name, size and
+    modification time), so large weights are not read again on every run.
+    """
+    directory = _model_directory(ref)
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != METADATA_FILE)
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    key = hashlib.sha256(json.dumps([str(directory.resolve()), stats]).encode()).hexdigest()[:24]
+    cached = cache_root().parent / "fingerprints" / key
+    if cached.exists():
+        return cached.read_text()
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    value = digest.hexdigest()[:32]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f"{key}.{os.getpid()}.tmp")
+    tmp.write_text(value)
+    tmp.replace(cached)
+    return value
+
+
 def read_metadata(ref: str) -> dict[str, Any]:
     """The ``biobert_ray.json`` of a saved model, or ``{}`` for a model this package did not save."""
     path = Path(resolve(ref)) / METADATA_FILE

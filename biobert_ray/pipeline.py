@@ -1,4 +1,4 @@
-"""Corpus annotation with Ray Data: articles in, one output table per task out.
+"""The Ray Data chain of corpus annotation: articles row groups in, part files and summaries out.
 
 The chain reads like a list::
 
@@ -19,21 +19,29 @@ The chain reads like a list::
   native bf16), keeping only what decoding needs (``Task.select``). A block is never cut or joined
   with another, so a row group's batches, and with them its output down to the last bit of each
   score, do not depend on what else Ray scheduled beside it (a rerun of one shard gives its rows).
-- **decode + write**: ``Task.decode`` turns the outputs into rows (``schemas.ENTITIES`` for NER), written
-  as a part file per row group under ``_parts/``.
+- **decode + write**: ``Task.decode`` turns the outputs into rows (``schemas.ENTITIES`` for NER),
+  written atomically as the row group's part file, whose name the driver chose
+  (:func:`part_uri`); the stage returns one summary row per row group.
 
-The driver counts finished articles per shard from the stage's summaries; when a shard is complete
-its parts are merged, sorted, into ``<shard>.parquet`` (atomically) and its completion marker is
-written, so a rerun skips finished shards like ingest does. Resources (actors, GPUs, CPUs, batch
-sizes) are all set in :func:`build`.
+**Faults are bounded.** A Python exception in any stage becomes that row group's summary row with an
+``error`` (the later stages pass it on), so one bad row group fails alone and says why. A process
+that dies (a segfault, an out-of-memory kill) is retried: each task up to :data:`RETRIES` more times,
+on a restarted actor for the predict stage; a row group that still fails is dropped from the stream
+(``max_errored_blocks``), which the driver sees as a missing summary. When more than
+``--max-failed-row-groups`` fail, the run stops: nothing retries forever.
+
+:mod:`biobert_ray.annotate` plans the work, runs this chain and finishes shards. Resources (actors,
+GPUs, CPUs, batch sizes, retries) are all set in :func:`build`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import time
-import uuid
+import os
+import signal
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +51,8 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from biobert_ray import inference, models, runs, storage, text
+from biobert_ray import inference, models, storage, text
 from biobert_ray.config import AnnotateConfig
-from biobert_ray.runtime import connect
 from biobert_ray.tasks import get_task
 
 SECTIONS = ("title", "abstract")
@@ -53,6 +60,12 @@ SECTIONS = ("title", "abstract")
 #: least and were fastest (2-core CPU, MiniLM: 16 windows 22.0 s, 64 windows 25.8 s for the same
 #: 530 abstracts); on GPU larger batches keep the device busy.
 DEFAULT_BATCH_SIZE = {"cpu": 16, "gpu": 64}
+#: Extra attempts of a task (and of an actor call, on a restarted actor) after its process died.
+RETRIES = 2
+#: CPUs of each of the two CPU stages (read + split + encode, decode + write).
+STAGE_CPUS = 0.25
+#: Fault injection for tests and drills: an actor whose batch holds this PMID kills its own process.
+KILL_AT_PMID_ENV = "BIOBERT_RAY_KILL_ACTOR_AT_PMID"
 
 
 class Words:
@@ -85,13 +98,58 @@ def model_info(ref: str) -> dict[str, Any]:
     }
 
 
+def part_uri(out: str, shard: str, identity_digest: str, row_group: int) -> str:
+    """The part file of one row group: named by the shard's identity, so a rerun can reuse it."""
+    return storage.join(out, "_parts", shard, f"{identity_digest}-{row_group:06d}.parquet")
+
+
+def _failure(batch: pa.Table, stage: str, exc: BaseException) -> pa.Table:
+    """The one-row table that carries a row group's failure through the later stages."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    place = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    return pa.table(
+        {
+            "shard": [batch.column("shard")[0].as_py()],
+            "row_group": [int(batch.column("row_group")[0].as_py())],
+            "error": [f"{stage}: {type(exc).__name__}: {exc}{place}"],
+        }
+    )
+
+
+def guarded(stage: Callable[..., pa.Table]) -> Callable[..., pa.Table]:
+    """Run ``stage`` on a row group's block; an exception becomes the block's failure row.
+
+    A block that already carries a failure (an ``error`` column) passes through untouched.
+    """
+
+    @functools.wraps(stage)
+    def run(batch: pa.Table, *args, **kwargs) -> pa.Table:
+        if "error" in batch.column_names:
+            return batch
+        try:
+            return stage(batch, *args, **kwargs)
+        except Exception as exc:
+            return _failure(batch, stage.__name__, exc)
+
+    return run
+
+
 def split_shard(batch: dict[str, np.ndarray]) -> pa.Table:
     """Read one row group of an articles shard and cut its sections into sentences (one row per sentence).
 
     The input row names the shard, its path, the row group and how many of its rows to take. Every
     article yields at least one row (an empty sentence when it has no text) and exactly one row with
-    ``last = True``, so the driver can count finished articles.
+    ``last = True``, so the driver can count finished articles. A failure to read it becomes the row
+    group's failure row.
     """
+    try:
+        return _split_shard(batch)
+    except Exception as exc:
+        key = pa.table({"shard": [batch["shard"][0]], "row_group": [int(batch["row_group"][0])]})
+        return _failure(key, "split_shard", exc)
+
+
+def _split_shard(batch: dict[str, np.ndarray]) -> pa.Table:
     (shard,), (path,) = batch["shard"], batch["path"]
     (row_group,), (limit,) = batch["row_group"], batch["limit"]
     fs, inner = storage.filesystem(path)
@@ -99,11 +157,13 @@ def split_shard(batch: dict[str, np.ndarray]) -> pa.Table:
         group = pq.ParquetFile(f).read_row_group(int(row_group), columns=["pmid", *SECTIONS])
         articles = group.slice(0, int(limit)).to_pylist()
     rows: dict[str, list] = {
-        k: [] for k in ("shard", "pmid", "section", "sentence_index", "sentence_start", "text", "last")
+        k: []
+        for k in ("shard", "row_group", "pmid", "section", "sentence_index", "sentence_start", "text", "last")
     }
 
     def add(pmid, section, index, start, sentence) -> None:
-        for key, value in zip(rows, (shard, pmid, section, index, start, sentence, False), strict=True):
+        values = (shard, int(row_group), pmid, section, index, start, sentence, False)
+        for key, value in zip(rows, values, strict=True):
             rows[key].append(value)
 
     for article in articles:
@@ -118,6 +178,7 @@ def split_shard(batch: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(rows)
 
 
+@guarded
 def encode_sentences(batch: pa.Table, groups: dict[str, dict[str, Any]], stride: int) -> pa.Table:
     """Add word spans and, per tokenizer group, the model windows of every sentence."""
     sentences = batch.column("text").to_pylist()
@@ -180,7 +241,9 @@ class Predictor:
         quantize: bool,
         threads: int,
         precision: str,
+        kill_at_pmid: int | None = None,
     ):
+        self.kill_at_pmid = kill_at_pmid
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
@@ -196,6 +259,16 @@ class Predictor:
             self.models.append((task, model, pad_id))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if "error" in batch.column_names:
+            return batch
+        if self.kill_at_pmid is not None and self.kill_at_pmid in set(batch.column("pmid").to_pylist()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            return self._predict(batch)
+        except Exception as exc:
+            return _failure(batch, "predict", exc)
+
+    def _predict(self, batch: pa.Table) -> pa.Table:
         for index, (ref, (task, model, pad_id)) in enumerate(zip(self.refs, self.models, strict=True)):
             per_sentence = batch.column(f"windows_{self.groups[ref]}").to_pylist()
             flat = [w for windows in per_sentence for w in windows]
@@ -214,29 +287,68 @@ class Predictor:
         return batch
 
 
-def decode_and_write(
-    batch: pa.Table, refs: list[str], groups: dict[str, str], out: str, run_id: str
-) -> pa.Table:
-    """Decode every model's outputs into ``entities`` rows, write one part file per shard of the batch.
+SUMMARY = pa.schema(
+    [
+        pa.field("shard", pa.string()),
+        pa.field("row_group", pa.int64()),
+        pa.field("part", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("sentences", pa.int64()),
+        pa.field("articles", pa.int64()),
+        pa.field("error", pa.string()),
+    ]
+)
 
-    Returns one summary row per shard: the part written, its row count, and how many sentences and
-    articles of the shard this batch finished.
+
+def decode_and_write(
+    batch: pa.Table,
+    refs: list[str],
+    groups: dict[str, str],
+    out: str,
+    run_id: str,
+    digests: dict[str, str],
+    expected: dict[str, int],
+) -> pa.Table:
+    """Decode one row group's outputs into rows (``entities`` for NER) and write its part file.
+
+    ``digests`` maps each shard to its identity digest (the part's name, :func:`part_uri`) and
+    ``expected`` each ``shard/row_group`` to the articles it holds: a block that does not hold them all
+    fails rather than write a partial part. Returns one :data:`SUMMARY` row (with ``error`` set, and
+    nothing written, when this or an earlier stage failed).
     """
+    if "error" not in batch.column_names:
+        try:
+            return _decode_and_write(batch, refs, groups, out, run_id, digests, expected)
+        except Exception as exc:
+            batch = _failure(batch, "decode_and_write", exc)
+    failed = batch.to_pylist()[0]
+    row = {**dict.fromkeys(SUMMARY.names), **failed, "rows": 0, "sentences": 0, "articles": 0}
+    return pa.Table.from_pylist([row], schema=SUMMARY)
+
+
+def _decode_and_write(
+    batch: pa.Table,
+    refs: list[str],
+    groups: dict[str, str],
+    out: str,
+    run_id: str,
+    digests: dict[str, str],
+    expected: dict[str, int],
+) -> pa.Table:
     infos = [model_info(ref) for ref in refs]
     tasks = [get_task(info["task"]) for info in infos]
     schema = tasks[0].schema
     columns = {
         name: batch.column(name).to_pylist() for name in batch.column_names if not name.startswith("windows_")
     }
-    windows = {key: batch.column(f"windows_{key}").to_pylist() for key in set(groups.values())}
-    by_shard: dict[str, list[dict]] = {}
-    done: dict[str, list[int]] = {}
+    shard, row_group = columns["shard"][0], columns["row_group"][0]
+    key = f"{shard}/{row_group}"
+    articles = sum(columns["last"])
+    if len(set(zip(columns["shard"], columns["row_group"], strict=True))) != 1 or articles != expected[key]:
+        raise RuntimeError(f"the block of {key} holds {articles} of its {expected[key]} articles")
+    windows = {k: batch.column(f"windows_{k}").to_pylist() for k in set(groups.values())}
+    rows: list[dict] = []
     for row in range(batch.num_rows):
-        shard = columns["shard"][row]
-        counts = done.setdefault(shard, [0, 0])
-        counts[0] += 1
-        counts[1] += int(columns["last"][row])
-        rows = by_shard.setdefault(shard, [])
         sentence = columns["text"][row]
         starts, ends = columns["word_starts"][row], columns["word_ends"][row]
         unit = Words([sentence[a:b] for a, b in zip(starts, ends, strict=True)])
@@ -258,48 +370,13 @@ def decode_and_write(
                 found["char_start"] += offset
                 found["char_end"] += offset
                 rows.append({**provenance, **found, "model": ref})
-    summary: dict[str, list] = {k: [] for k in ("shard", "part", "entities", "sentences", "articles")}
-    for shard, rows in by_shard.items():
-        part = storage.join(out, "_parts", shard, f"{uuid.uuid4().hex}.parquet")
-        storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), part, schema)
-        for key, value in zip(summary, (shard, part, len(rows), *done[shard]), strict=True):
-            summary[key].append(value)
-    return pa.table(summary)
-
-
-def _plan(config: AnnotateConfig, log) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Pending shards ``{shard, path, limit, row_groups}`` and the summaries of shards already complete.
-
-    ``limit`` is how many articles of the shard to annotate (all, unless ``max_articles`` cuts them)
-    and ``row_groups`` the ``(row group, rows to take)`` pairs that hold them: each row group is one
-    unit of Ray Data work, so a large shard is read and processed in pieces that stream.
-    """
-    files = storage.list_files(config.articles, ".parquet")
-    if not files:
-        raise FileNotFoundError(f"no articles table (no *.parquet files) at {config.articles}")
-    pending, skipped = [], []
-    remaining = config.max_articles
-    for path in files:
-        name = runs.shard_name(path)
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as f:
-            metadata = pq.ParquetFile(f).metadata
-        row_groups = []
-        for index in range(metadata.num_row_groups):
-            rows = metadata.row_group(index).num_rows
-            take = rows if remaining is None else min(rows, remaining)
-            if remaining is not None:
-                remaining -= take
-            if take:
-                row_groups.append((index, take))
-        limit = sum(take for _, take in row_groups)
-        done = None if config.overwrite else runs.read_complete(config.out, name)
-        if done is not None:
-            log(f"skip {path}: shard {name} is complete ({done['rows']} rows)")
-            skipped.append({**done, "status": "skipped"})
-        else:
-            pending.append({"shard": name, "path": path, "limit": limit, "row_groups": row_groups})
-    return pending, skipped
+    part = part_uri(out, shard, digests[shard], row_group)
+    storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), part, schema)
+    summary = {
+        "shard": shard, "row_group": row_group, "part": part, "rows": len(rows),
+        "sentences": batch.num_rows, "articles": articles, "error": None,
+    }  # fmt: skip
+    return pa.Table.from_pylist([summary], schema=SUMMARY)
 
 
 def _groups(
@@ -320,135 +397,53 @@ def _groups(
     return groups, membership
 
 
-def build(config: AnnotateConfig, pending: list[dict[str, Any]], run_id: str) -> ray.data.Dataset:
-    """The Ray Data chain of the module docstring, with every resource setting in one place."""
+def build(
+    config: AnnotateConfig,
+    work: list[dict[str, Any]],
+    run_id: str,
+    digests: dict[str, str],
+    cpus_per_actor: float,
+) -> ray.data.Dataset:
+    """The Ray Data chain of the module docstring, with every resource setting in one place.
+
+    ``work`` holds one ``{shard, path, row_group, limit}`` item per row group to annotate; ``digests``
+    maps each shard to its identity digest (see :func:`part_uri`).
+    """
     groups, membership = _groups(config.model, config.max_seq_length)
     refs = list(config.model)
-    threads = max(1, round(config.cpus_per_actor))
+    threads = max(1, round(cpus_per_actor))
     batch_size = config.batch_size or DEFAULT_BATCH_SIZE["gpu" if config.use_gpu else "cpu"]
-    work = [
-        {"shard": p["shard"], "path": p["path"], "row_group": group, "limit": take}
-        for p in pending
-        for group, take in p["row_groups"]
-    ]
+    expected = {f"{w['shard']}/{w['row_group']}": w["limit"] for w in work}
+    kill_at = os.environ.get(KILL_AT_PMID_ENV)
+    dataset = ray.data.from_items(work, override_num_blocks=len(work))
+    # a row group whose process died after its retries is dropped (the driver records it), up to a bound
+    dataset.context.max_errored_blocks = config.max_failed_row_groups
     return (
-        ray.data.from_items(work, override_num_blocks=len(work))
-        .map_batches(split_shard, batch_size=1, batch_format="numpy", num_cpus=0.25)
+        dataset.map_batches(
+            split_shard, batch_size=1, batch_format="numpy", num_cpus=STAGE_CPUS, max_retries=RETRIES,
+        )
         .map_batches(
             encode_sentences, fn_kwargs={"groups": groups, "stride": config.stride},
-            batch_size=None, batch_format="pyarrow", num_cpus=0.25,
+            batch_size=None, batch_format="pyarrow", num_cpus=STAGE_CPUS, max_retries=RETRIES,
         )
         .map_batches(
             Predictor,
             fn_constructor_kwargs={
                 "refs": refs, "groups": membership, "batch_size": batch_size,
                 "use_gpu": config.use_gpu, "quantize": config.quantize, "threads": threads,
-                "precision": config.precision,
+                "precision": config.precision, "kill_at_pmid": int(kill_at) if kill_at else None,
             },
             compute=ray.data.ActorPoolStrategy(size=config.num_actors),
             batch_size=None, batch_format="pyarrow",
-            num_gpus=1 if config.use_gpu else 0, num_cpus=config.cpus_per_actor,
+            num_gpus=1 if config.use_gpu else 0, num_cpus=cpus_per_actor,
+            max_restarts=-1, max_task_retries=RETRIES,
         )
         .map_batches(
             decode_and_write,
-            fn_kwargs={"refs": refs, "groups": membership, "out": config.out, "run_id": run_id},
-            batch_size=None, batch_format="pyarrow", num_cpus=0.25,
+            fn_kwargs={
+                "refs": refs, "groups": membership, "out": config.out, "run_id": run_id,
+                "digests": digests, "expected": expected,
+            },
+            batch_size=None, batch_format="pyarrow", num_cpus=STAGE_CPUS, max_retries=RETRIES,
         )
     )  # fmt: skip
-
-
-def _finish_shard(out: str, name: str, parts: list[str], schema: pa.Schema, summary: dict[str, Any]) -> None:
-    """Merge a complete shard's parts into ``<shard>.parquet``, sorted, then mark the shard complete."""
-    tables = []
-    for part in parts:
-        fs, inner = storage.filesystem(part)
-        with fs.open(inner, "rb") as f:
-            tables.append(pq.read_table(f, schema=schema))
-    merged = pa.concat_tables(tables) if tables else schema.empty_table()
-    merged = merged.sort_by(
-        [(c, "ascending") for c in ("pmid", "section", "sentence_index", "char_start", "model")]
-    )
-    target = storage.join(out, f"{name}.parquet")
-    storage.write_parquet(merged, target, schema)
-    runs.mark_complete(out, name, {**summary, "name": name, "rows": merged.num_rows, "outputs": [target]})
-    for part in parts:
-        storage.remove(part)
-
-
-def _clear_parts(out: str, name: str) -> None:
-    """Remove part files a crashed earlier run left for shard ``name``."""
-    for part in storage.list_files(storage.join(out, "_parts", name), ".parquet"):
-        storage.remove(part)
-
-
-def run(config: AnnotateConfig, log=print) -> dict[str, Any]:
-    """Annotate every pending shard of ``config.articles`` with ``config.model``; returns the run summary.
-
-    The summary (also ``<out>/_run.json``) holds config, versions, counts (shards, articles,
-    sentences, rows per model), wall time and articles/s.
-    """
-    started, start = runs.utc_now(), time.perf_counter()
-    run_id = runs.new_run_id()
-    pending, skipped = _plan(config, log)
-    task = get_task(model_info(config.model[0])["task"])
-    schema = task.schema
-    progress: dict[str, dict[str, Any]] = {
-        p["shard"]: {
-            "source": p["path"],
-            "articles_expected": p["limit"],
-            "articles": 0,
-            "sentences": 0,
-            "rows": 0,
-            "parts": [],
-        }
-        for p in pending
-    }
-    finished = []
-    for shard in [p for p in pending if p["limit"] == 0]:
-        _finish_shard(
-            config.out, shard["shard"], [], schema, {"source": shard["path"], "articles": 0, "sentences": 0}
-        )
-        finished.append({"name": shard["shard"], "articles": 0, "sentences": 0, "rows": 0, "status": "ok"})
-    pending = [p for p in pending if p["limit"] > 0]
-    if pending:
-        connect(config.address)
-        for shard in pending:
-            _clear_parts(config.out, shard["shard"])
-        for summary in build(config, pending, run_id).iter_rows():
-            state = progress[summary["shard"]]
-            state["parts"].append(summary["part"])
-            for key in ("articles", "sentences"):
-                state[key] += summary[key]
-            state["rows"] += summary["entities"]
-            if state["articles"] == state["articles_expected"]:
-                record = {
-                    "source": state["source"],
-                    "articles": state["articles"],
-                    "sentences": state["sentences"],
-                }
-                _finish_shard(config.out, summary["shard"], state["parts"], schema, record)
-                log(
-                    f"{state['source']}: {state['articles']} articles, {state['sentences']} sentences, "
-                    f"{state['rows']} {task.table} rows"
-                )
-                finished.append({"name": summary["shard"], **record, "rows": state["rows"], "status": "ok"})
-    wall = time.perf_counter() - start
-    shards = [*finished, *skipped]
-    return runs.write_summary(
-        config.out,
-        "annotate",
-        config,
-        started,
-        wall,
-        counts={
-            "shards": len(shards),
-            "shards_processed": len(finished),
-            "shards_skipped": len(skipped),
-            "articles": sum(s["articles"] for s in shards),
-            "sentences": sum(s["sentences"] for s in shards),
-            "rows": sum(s["rows"] for s in shards),
-        },
-        rate=("articles_per_second", sum(s["articles"] for s in finished)),
-        shards=shards,
-        run_id=run_id,
-    )

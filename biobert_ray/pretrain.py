@@ -28,6 +28,7 @@ read again and in-progress shards emit only their unconsumed sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -41,9 +42,10 @@ import ray
 from ray.train import DataConfig
 from ray.train.torch import TorchTrainer
 
-from biobert_ray import corpus, models, raytrain, runs, storage, vocab
+from biobert_ray import console, corpus, models, raytrain, resources, runs, storage, vocab
 from biobert_ray.config import PretrainConfig, to_dict
-from biobert_ray.packing import packed_dataset
+from biobert_ray.console import Progress
+from biobert_ray.packing import PACK_TASK_CPUS, packed_dataset
 from biobert_ray.position import DataPosition
 from biobert_ray.pretrain_loop import CURRENT, EVAL, NEXT, latest_state, train_loop
 from biobert_ray.runtime import connect
@@ -228,7 +230,8 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
     ``epoch``, ``tokens_seen``, ``eval`` (the last held-out loss and accuracy), ``out``, ``run_dir``,
     ``resumed`` (see :func:`_resume_report`; None for a fresh run), ``wall_seconds`` and
     ``tokens_per_second_overall`` (the steps this invocation added over its wall time, start-up and
-    retries included). The model's ``biobert_ray.json`` holds the training numbers too.
+    retries included) and ``incomplete_inputs`` (corpus shards left out because their ingest did not
+    complete). The model's ``biobert_ray.json`` holds the training numbers too.
     """
     started = time.perf_counter()
     accumulation = _accumulation(config)
@@ -239,7 +242,14 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
     state = latest_state(storage_path, run_name)
     _check_resume(config, run_dir, state)
     connect(config.address)
-    files = corpus.shard_files(config.corpus, config.text_columns)
+    cpus = resources.cpus_per_unit(
+        config.cpus_per_worker, config.num_workers, PACK_TASK_CPUS, "--cpus-per-worker", "training worker",
+        use_gpu=config.use_gpu, log=log,
+    )  # fmt: skip
+    config = dataclasses.replace(config, cpus_per_worker=cpus)
+    files, incomplete = corpus.shards(config.corpus, config.text_columns)
+    for item in incomplete:
+        log(f"warning: not reading {item['shard']}: {item['reason']}")
     heldout, heldout_files = corpus.heldout_set(files, config.eval_documents)
     base_model = _starting_model(config, files, heldout, run_dir, log)
     _check_model(base_model, config.seq_len)
@@ -257,15 +267,29 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
         f"x micro-batch {config.micro_batch} x {accumulation} accumulation = {config.global_batch} sequences "
         f"of {config.seq_len} tokens per step, {config.max_steps} steps; run {run_dir}"
     )
+    relay = console.Relay()
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config=_loop_config(config, plan, run_dir, heldout),
+        train_loop_config={**_loop_config(config, plan, run_dir, heldout), "relay": relay},
         scaling_config=raytrain.scaling_config(config.num_workers, config.use_gpu, config.cpus_per_worker),
-        run_config=raytrain.run_config(run_name, storage_path, config.max_failures, config.keep_checkpoints),
+        run_config=raytrain.run_config(
+            run_name, storage_path, config.max_failures, config.keep_checkpoints, relay=relay
+        ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[CURRENT, NEXT]),
     )
-    summary = trainer.fit().return_value
+    progress = Progress("pretrain", config.max_steps, "steps", log, initial=state["step"] if state else 0)
+
+    def show(record: dict[str, Any]) -> None:  # a bar on a terminal, else every health line
+        if "step" in record and progress.drawing:
+            note = record["note"].split(" | ", 1)[1]
+            progress.update(max(0, record["step"] - progress.done), note=note)
+        else:
+            progress.write(record.get("line") or record["note"])
+
+    with relay.running(show):
+        summary = trainer.fit().return_value
+    progress.close()
     wall = time.perf_counter() - started
     trained_tokens = (
         (summary["steps"] - (state or {"step": 0})["step"]) * config.global_batch * config.seq_len
@@ -277,4 +301,5 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
         "resumed": resumed,
         "wall_seconds": round(wall, 1),
         "tokens_per_second_overall": round(trained_tokens / wall, 1),
+        "incomplete_inputs": incomplete,
     }

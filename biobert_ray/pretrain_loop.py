@@ -14,7 +14,9 @@ A checkpoint (every ``checkpoint_every`` steps and at the end) is a directory wi
 (``save_pretrained``), ``optimizer.pt`` (AdamW and scheduler state) and ``state.json`` (step, tokens
 seen, the merged data position of all workers, the last evaluation, the run's fingerprint). Rank 0
 writes it and reports it to Ray Train; a restarted or resumed worker group loads the latest one
-through ``ray.train.get_checkpoint()``.
+through ``ray.train.get_checkpoint()`` or, if that one does not load, the next older one kept (the
+driver's :func:`latest_state` picks the same one for the data plan). A step checkpointed again after
+such a fallback gets a directory of its own (``checkpoint_00000100_1``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ OPTIMIZER_FILE = "optimizer.pt"
 
 
 def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
-    """``state.json`` of the run's latest registered checkpoint, or None if it has none."""
+    """``state.json`` of the run's newest checkpoint that loads, or None if it has no checkpoint.
+
+    The same rule as the workers' restore (:meth:`PretrainWorker._restore`): the latest registered
+    checkpoint, or, when it does not load, the next older one the run kept (each skipped one is
+    logged). The driver's resume check and the data plan (:class:`biobert_ray.pretrain.EpochPlan`)
+    then start from the same data position as the workers. Checking that a checkpoint loads reads it
+    whole (model and optimizer state), as a worker does. Raises
+    :class:`biobert_ray.raytrain.CheckpointLoadError` when no checkpoint loads.
+    """
     path, filesystem = raytrain.storage_for(storage_path)
     # reading a run logs Ray's "a run snapshot was found ... to start a new run, delete it" advice
     quiet = logging.getLogger("ray.train.v2._internal.execution.checkpoint.checkpoint_manager")
@@ -60,11 +70,27 @@ def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
         return None
     finally:
         quiet.setLevel(level)
-    if result.checkpoint is None:
-        return None
-    checkpoint = result.checkpoint
-    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STATE_FILE}") as f:
-        return json.loads(f.read())
+    restored = raytrain.restore_latest_loadable(
+        result.checkpoint, lambda directory: load_checkpoint(directory)[0]
+    )
+    return None if restored is None else restored.value
+
+
+def load_checkpoint(directory: Path) -> tuple[dict[str, Any], BertForMaskedLM, dict[str, Any]]:
+    """(state, model, optimizer state) of a local checkpoint copy; raises if any of them does not load.
+
+    Used by the workers to restore and by :func:`latest_state` to pick the same checkpoint. The
+    optimizer file is read with ``weights_only=True`` (state dicts only, no code).
+    """
+    state = json.loads((directory / STATE_FILE).read_text())
+    missing = {"step", "tokens_seen", "position", "run"} - state.keys()
+    if missing:
+        raise ValueError(f"{STATE_FILE} lacks {sorted(missing)}")
+    model = models.load_model(str(directory), BertForMaskedLM)
+    optimizer_state = raytrain.load_torch_state(directory / OPTIMIZER_FILE)
+    if not isinstance(optimizer_state, dict) or not optimizer_state.keys() >= {"optimizer", "scheduler"}:
+        raise ValueError(f"{OPTIMIZER_FILE} holds no optimizer and scheduler state")
+    return state, model, optimizer_state
 
 
 def _gather(obj: Any) -> list[Any]:
@@ -90,6 +116,7 @@ class PretrainWorker:
         self.device = ray.train.torch.get_device()
         self.tokenizer = tokenizer = models.load_tokenizer(cfg["base_model"])
         self.masker = Masker.from_tokenizer(tokenizer, cfg["mlm_probability"], cfg["whole_word_masking"])
+        self.skipped_checkpoints: tuple[str, ...] = ()
         state, model, optimizer_state = self._restore()
         if len(tokenizer) > model.config.vocab_size:
             raise ValueError(f"tokenizer has {len(tokenizer)} ids, the model only {model.config.vocab_size}")
@@ -111,16 +138,23 @@ class PretrainWorker:
         self.log = MetricsLog(cfg["metrics_uri"], self.step) if self.rank == 0 else None
 
     def _restore(self) -> tuple[dict[str, Any], BertForMaskedLM, dict | None]:
-        """(state, model, optimizer state) from the latest checkpoint, or a fresh start."""
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
+        """(state, model, optimizer state) from the newest checkpoint that loads, or a fresh start.
+
+        A checkpoint that fails to load is logged and the next older one kept is used
+        (:func:`biobert_ray.raytrain.restore_latest_loadable`), as :func:`latest_state` does for the
+        data plan.
+        """
+        restored = raytrain.restore_latest_loadable(
+            ray.train.get_checkpoint(),
+            load_checkpoint,
+            log=logger.warning if self.rank == 0 else logger.debug,
+        )
+        if restored is None:
             model = models.load_model(self.cfg["base_model"], BertForMaskedLM)
             return {"step": 0, "tokens_seen": 0, "position": {"epoch": 0}}, model, None
-        with raytrain.checkpoint_files(checkpoint) as directory:
-            state = json.loads((directory / STATE_FILE).read_text())
-            model = models.load_model(str(directory), BertForMaskedLM)
-            optimizer_state = torch.load(directory / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-        return state, model, optimizer_state
+        # a step trained again after skipping an unloadable checkpoint must not reuse its directory
+        self.skipped_checkpoints = restored.skipped
+        return restored.value
 
     def micro_batches(self) -> Iterator[torch.Tensor]:
         """Input ids of this worker's micro-batches, epoch after epoch, recording what it consumes."""
@@ -204,7 +238,8 @@ class PretrainWorker:
         """A metrics record; rank 0 prints it and keeps it for ``metrics.jsonl``."""
         record = {"event": event, "step": self.step, "epoch": self.position.epoch, **values}
         if self.log is not None:
-            logger.info(format_line(record, self.cfg["max_steps"]))
+            line = format_line(record, self.cfg["max_steps"])
+            self.cfg["relay"].send({"step": self.step, "note": line} if event == "train" else {"line": line})
             self.log.append(record)
         return record
 
@@ -235,7 +270,9 @@ class PretrainWorker:
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(directory),
-                checkpoint_dir_name=f"checkpoint_{self.step:08d}",
+                checkpoint_dir_name=raytrain.unused_checkpoint_name(
+                    f"checkpoint_{self.step:08d}", self.skipped_checkpoints
+                ),
             )
 
     def run(self) -> dict[str, Any]:

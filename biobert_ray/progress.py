@@ -1,7 +1,7 @@
 """Progress of a pretraining run: interval meters, the rank-0 health line and ``metrics.jsonl``.
 
-Every ``log_every`` steps rank 0 logs one line (through Ray Train's worker logger, so it reaches the
-driver once)::
+Every ``log_every`` steps rank 0 sends one line to the driver's console (through
+:class:`biobert_ray.console.Relay`, so it is printed once, beside the run's progress)::
 
     step 120/1000 epoch 0 | loss 4.213 | mlm acc 0.312 | lr 4.6e-05 | 2,845 tok/s | eta 0:05:13
 

@@ -6,16 +6,24 @@ record (a ``PubmedArticle``, ``PubmedBookArticle``, ``MedlineCitation`` or ``Del
 chunk is parsed on its own with lxml, so:
 
 - memory is bounded by one record, not the file (a 150 MB baseline file is never one tree);
-- a malformed record becomes one :class:`RecordError` and the records after it still parse;
+- a malformed record becomes one :class:`RecordError` and the records after it still parse (a bad PMID
+  in a ``DeleteCitation`` becomes one, and its other PMIDs are still deleted);
 - anything between records that is not whitespace is reported, never skipped silently.
 
+The file is UTF-8 (a byte order mark is allowed) unless its XML declaration names another encoding; the
+declared encoding must be ASCII-compatible (the splitter finds tags by their bytes), so UTF-16 and UTF-32
+files are refused. A PMID must be ASCII digits that fit in int64 and its ``Version`` ASCII digits that fit
+in int32, or the record becomes a :class:`RecordError`.
+
 :func:`parse_records` yields :class:`Article`, :class:`Deletion` and :class:`RecordError` values in file
-order; a file that cannot be read at all (not XML, truncated gzip, empty) raises :class:`FileError`
-after yielding the records read before the failure.
+order; a file that cannot be read at all (not XML, unsupported encoding, truncated gzip, empty) raises
+:class:`FileError` after yielding the records read before the failure.
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
 import zlib
 from collections.abc import Iterator
@@ -31,16 +39,44 @@ RECORD_TAGS = {
 }
 _ROOT_RE = re.compile(rb"<([A-Za-z_][\w.-]*)[\s>/]")
 _PROLOG_RE = re.compile(rb"\s*(<\?.*?\?>|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>|<!--.*?-->)", re.S)
-_PMID_RE = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")
+_PMID_RE = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")  # bytes: \d is ASCII digits only
+_DECLARATION_RE = re.compile(rb"\s*<\?xml\s[^>]*?\bencoding\s*=\s*([\"'])(.*?)\1")
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 _YEAR_RE = re.compile(r"(1[89]\d\d|2\d\d\d)")
 _CHUNK = 1 << 16  # small reads: a truncated gzip loses at most this much before the cut
 _EXCERPT = 300
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+_PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "huge_tree": True, "remove_comments": True}
+#: Byte order marks of the encodings the byte-level splitter cannot read (UTF-32 first: FF FE 00 00).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+#: The start of a UTF-16 or UTF-32 file without a byte order mark: ``<`` or whitespace beside NUL bytes.
+_WIDE_START_RE = re.compile(rb"\x00{1,3}[<\s]|[<\s]\x00")
 
 
 class FileError(Exception):
-    """A whole file could not be read (not XML, unknown root, truncated or corrupt compression)."""
+    """A whole file could not be read (not XML, unknown root, unsupported encoding, truncated or corrupt
+    compression)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoding:
+    """One file's encoding: the lxml parser of its record chunks and the Python codec of its excerpts."""
+
+    codec: str
+    parser: etree.XMLParser
+
+    def excerpt(self, data: bytes) -> str:
+        """The first bytes of ``data`` as text, for an errors-table row (undecodable bytes replaced)."""
+        return data[:_EXCERPT].decode(self.codec, "replace")
+
+
+_UTF8 = _Encoding("utf-8", etree.XMLParser(**_PARSER_OPTIONS))
 
 
 @dataclass(slots=True)
@@ -129,10 +165,9 @@ def build_abstract(abstract: etree._Element | None) -> tuple[str | None, list[di
     return " ".join(parts), sections
 
 
-def _pub_year(journal: etree._Element | None) -> int | None:
-    if journal is None:
-        return None
-    date = journal.find("JournalIssue/PubDate")
+def _pub_year(date: etree._Element | None) -> int | None:
+    """The year of a ``PubDate`` (a journal issue's or a book's): its ``Year``, else the first year of its
+    free-text ``MedlineDate``; None when there is neither."""
     if date is None:
         return None
     year = date.findtext("Year") or date.findtext("MedlineDate") or ""
@@ -140,25 +175,45 @@ def _pub_year(journal: etree._Element | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _article_ids(record: etree._Element) -> dict[str, str]:
-    """``IdType -> value`` of the record's own ArticleIdList (not those of its references)."""
+def _article_ids(*id_lists: etree._Element | None) -> dict[str, str]:
+    """``IdType -> value`` of the given ``ArticleIdList`` elements (the first value of a type wins)."""
     ids: dict[str, str] = {}
-    for node in record.iterfind("PubmedData/ArticleIdList/ArticleId"):
-        id_type = node.get("IdType")
-        if id_type and node.text and id_type not in ids:
-            ids[id_type] = node.text.strip()
+    for id_list in id_lists:
+        for node in id_list.iterfind("ArticleId") if id_list is not None else ():
+            id_type = node.get("IdType")
+            if id_type and node.text and id_type not in ids:
+                ids[id_type] = node.text.strip()
     return ids
 
 
+def _ascii_int(text: str | None, what: str, maximum: int) -> int:
+    """``text`` (surrounding whitespace ignored) as an int; ValueError naming ``what`` and the value
+    unless it is ASCII digits (not Arabic-Indic, fullwidth...) of a number no larger than ``maximum``."""
+    value = (text or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{what} is not an integer: {value!r}")
+    number = int(value)
+    if number > maximum:
+        raise ValueError(f"{what} {value} is out of range (more than {maximum})")
+    return number
+
+
 def _pmid(citation: etree._Element) -> tuple[int, int | None]:
+    """The PMID (int64) and its ``Version`` (int32, None when absent) of a record; ValueError if bad."""
     node = citation.find("PMID")
     if node is None or not (node.text or "").strip():
         raise ValueError("record has no PMID")
-    text = node.text.strip()
-    if not text.isdigit():
-        raise ValueError(f"PMID is not an integer: {text!r}")
     version = node.get("Version")
-    return int(text), int(version) if version and version.isdigit() else None
+    return (
+        _ascii_int(node.text, "PMID", _INT64_MAX),
+        None if version is None else _ascii_int(version, "PMID Version", _INT32_MAX),
+    )
+
+
+def _pmid_hint(chunk: bytes) -> int | None:
+    """The PMID of a record that did not parse, found by a regex; None when absent or out of int64 range."""
+    match = _PMID_RE.search(chunk)
+    return int(match.group(1)) if match and int(match.group(1)) <= _INT64_MAX else None
 
 
 def parse_citation(record: etree._Element, record_index: int) -> Article:
@@ -172,7 +227,7 @@ def parse_citation(record: etree._Element, record_index: int) -> Article:
         raise ValueError("MedlineCitation has no Article")
     journal = article.find("Journal")
     abstract, sections = build_abstract(article.find("Abstract"))
-    ids = _article_ids(record)
+    ids = _article_ids(record.find("PubmedData/ArticleIdList"))
     doi = None
     for loc in article.iterfind("ELocationID"):
         if loc.get("EIdType") == "doi" and loc.text:
@@ -191,7 +246,7 @@ def parse_citation(record: etree._Element, record_index: int) -> Article:
         abstract=abstract,
         abstract_sections=sections,
         journal=element_text(journal.find("Title")) if journal is not None else None,
-        pub_year=_pub_year(journal),
+        pub_year=_pub_year(article.find("Journal/JournalIssue/PubDate")),
         language=normalize(article.findtext("Language")),
         doi=doi or ids.get("doi"),
         pmcid=pmcid,
@@ -210,7 +265,7 @@ def parse_book(record: etree._Element, record_index: int) -> Article:
     pmid, version = _pmid(doc)
     abstract, sections = build_abstract(doc.find("Abstract"))
     book = doc.find("Book")
-    ids = _article_ids(record.find("PubmedBookData") if record.find("PubmedBookData") is not None else record)
+    ids = _article_ids(doc.find("ArticleIdList"), record.find("PubmedBookData/ArticleIdList"))
     return Article(
         pmid=pmid,
         version=version,
@@ -218,7 +273,7 @@ def parse_book(record: etree._Element, record_index: int) -> Article:
         abstract=abstract,
         abstract_sections=sections,
         journal=element_text(book.find("BookTitle")) if book is not None else None,
-        pub_year=_pub_year(book.find("PubDate/..") if book is not None else None),
+        pub_year=_pub_year(doc.find("Book/PubDate")),
         language=normalize(doc.findtext("Language")),
         doi=ids.get("doi"),
         pmcid=ids.get("pmc"),
@@ -228,26 +283,47 @@ def parse_book(record: etree._Element, record_index: int) -> Article:
     )
 
 
-def parse_record(chunk: bytes, tag: bytes, record_index: int) -> list[Article | Deletion | RecordError]:
-    """Parse one top-level record's bytes; a failure becomes a :class:`RecordError`, never an exception."""
+def parse_deletions(record: etree._Element, record_index: int) -> list[Deletion | RecordError]:
+    """One :class:`Deletion` per PMID of a ``DeleteCitation`` element, in order; a PMID that is not ASCII
+    digits fitting in int64 becomes a :class:`RecordError` (excerpt: its ``<PMID>``) and the others stay."""
+    items: list[Deletion | RecordError] = []
+    for node in record.iterfind("PMID"):
+        try:
+            items.append(Deletion(pmid=_ascii_int(node.text, "PMID", _INT64_MAX), record_index=record_index))
+        except ValueError as exc:
+            excerpt = etree.tostring(node, encoding="unicode", with_tail=False)[:_EXCERPT]
+            items.append(
+                RecordError(
+                    record_index=record_index, pmid=None, reason=f"ValueError: {exc}", excerpt=excerpt
+                )
+            )
+    if not items:
+        raise ValueError("DeleteCitation lists no PMID")
+    return items
+
+
+def parse_record(
+    chunk: bytes, tag: bytes, record_index: int, encoding: _Encoding = _UTF8
+) -> list[Article | Deletion | RecordError]:
+    """Parse one top-level record's bytes, written in the file's ``encoding`` (UTF-8 by default).
+
+    Returns one :class:`Article`, or the :class:`Deletion` values of a ``DeleteCitation``; a failure
+    becomes a :class:`RecordError`, never an exception.
+    """
     try:
-        elem = etree.fromstring(chunk, _PARSER)
+        elem = etree.fromstring(chunk, encoding.parser)
         if tag == b"DeleteCitation":
-            pmids = [int(p.text.strip()) for p in elem.iterfind("PMID")]
-            if not pmids:
-                raise ValueError("DeleteCitation lists no PMID")
-            return [Deletion(pmid=p, record_index=record_index) for p in pmids]
+            return parse_deletions(elem, record_index)
         if tag == b"PubmedBookArticle":
             return [parse_book(elem, record_index)]
         return [parse_citation(elem, record_index)]
     except (etree.XMLSyntaxError, ValueError, AttributeError) as exc:
-        match = _PMID_RE.search(chunk)
         return [
             RecordError(
                 record_index=record_index,
-                pmid=int(match.group(1)) if match else None,
+                pmid=_pmid_hint(chunk),
                 reason=f"{type(exc).__name__}: {exc}",
-                excerpt=chunk[:_EXCERPT].decode("utf-8", "replace"),
+                excerpt=encoding.excerpt(chunk),
             )
         ]
 
@@ -269,9 +345,67 @@ class _Reader:
         return data
 
 
-def _find_root(reader: _Reader) -> tuple[bytes, bytes, int]:
-    """Read up to the root element: returns (buffer, root tag, offset just after the root start tag)."""
+@functools.lru_cache
+def _ascii_compatible(codec: str) -> bool:
+    """True when the text of ``codec`` can be split at the byte level: printable ASCII keeps its bytes
+    and no other character (of the BMP) is written with a ``<`` or ``>`` byte, as in UTF-8, Latin-1 or
+    Shift_JIS but not UTF-16, UTF-7 or ISO-2022-JP."""
+    info = codecs.lookup(codec)
+    ascii_text = "".join(map(chr, range(0x20, 0x7F))) + "\t\n\r"
+    others = "".join(chr(c) for c in range(0x80, 0x10000) if not 0xD800 <= c < 0xE000)
+    encoded_others = info.encode(others, "ignore")[0]
+    return info.encode(ascii_text)[0] == ascii_text.encode() and not any(b in encoded_others for b in b"<>")
+
+
+def _check_byte_order_mark(head: bytes) -> int:
+    """The length of the UTF-8 byte order mark that ``head`` (the file's first bytes) starts with, or 0.
+
+    Raises :class:`FileError` for a UTF-16 or UTF-32 file (its byte order mark, or NUL bytes beside
+    the ``<`` or whitespace that XML starts with).
+    """
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise FileError(
+                f"{name} files are not supported (byte order mark {bom.hex(' ')}): convert to UTF-8"
+            )
+    if _WIDE_START_RE.match(head):
+        raise FileError("UTF-16 or UTF-32 files are not supported (NUL bytes at the start): convert to UTF-8")
+    return len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+
+
+def _declared_encoding(prolog: bytes, bom: bool) -> _Encoding:
+    """The encoding named by the XML declaration at the start of ``prolog``, UTF-8 when there is none.
+
+    ``bom``: the file started with a UTF-8 byte order mark. Raises :class:`FileError` for an unknown
+    encoding, one that is not ASCII-compatible, or one that contradicts the byte order mark.
+    """
+    declaration = _DECLARATION_RE.match(prolog)
+    if declaration is None:
+        return _UTF8
+    name = declaration.group(2).decode("ascii", "replace")
+    try:
+        codec = codecs.lookup(name).name
+        parser = etree.XMLParser(encoding=name, **_PARSER_OPTIONS)
+    except (LookupError, ValueError):  # ValueError: a NUL byte in the name
+        raise FileError(f"unknown encoding {name!r} in the XML declaration") from None
+    if not _ascii_compatible(codec):
+        raise FileError(
+            f"encoding {name!r} is not supported: records are split at the byte level, which needs an "
+            "ASCII-compatible encoding such as UTF-8"
+        )
+    if bom and codec != "utf-8":
+        raise FileError(f"the file starts with a UTF-8 byte order mark but declares encoding {name!r}")
+    return _Encoding(codec, parser)
+
+
+def _find_root(reader: _Reader) -> tuple[bytes, bytes, int, _Encoding]:
+    """Read up to the root element: returns (buffer, root tag, offset just after the root start tag, the
+    file's encoding); the buffer starts after a UTF-8 byte order mark."""
     buf = b""
+    while len(buf) < 4 and (data := reader.read()):
+        buf += data
+    bom = _check_byte_order_mark(buf)
+    buf = buf[bom:]
     while True:
         pos = 0
         while match := _PROLOG_RE.match(buf, pos):
@@ -289,13 +423,13 @@ def _find_root(reader: _Reader) -> tuple[bytes, bytes, int]:
             offset = len(buf) - len(rest)
             end = buf.find(b">", offset)
             if end >= 0:
-                return buf, tag, end + 1
+                return buf, tag, end + 1, _declared_encoding(buf, bom > 0)
         if reader.eof:
             raise FileError("empty file" if not buf.strip() else "no root element before the end of the file")
         buf += reader.read()
 
 
-def _check_gap(gap: bytes, record_index: int) -> RecordError | None:
+def _check_gap(gap: bytes, record_index: int, encoding: _Encoding) -> RecordError | None:
     """Content between records must be whitespace; anything else is reported, not skipped."""
     if not gap.strip():
         return None
@@ -303,7 +437,7 @@ def _check_gap(gap: bytes, record_index: int) -> RecordError | None:
         record_index=record_index,
         pmid=None,
         reason="unexpected content between records (ignored)",
-        excerpt=gap.strip()[:_EXCERPT].decode("utf-8", "replace"),
+        excerpt=encoding.excerpt(gap.strip()),
     )
 
 
@@ -314,7 +448,7 @@ def parse_records(stream: BinaryIO) -> Iterator[Article | Deletion | RecordError
     file as a whole is unreadable; records yielded before that stay valid.
     """
     reader = _Reader(stream)
-    buf, root, pos = _find_root(reader)
+    buf, root, pos, encoding = _find_root(reader)
     tags = RECORD_TAGS[root]
     start_re = re.compile(rb"<(" + b"|".join(tags) + rb")[\s>]")
     root_end = b"</" + root + b">"
@@ -329,10 +463,10 @@ def parse_records(stream: BinaryIO) -> Iterator[Article | Deletion | RecordError
             end_at = tail.find(root_end)
             if end_at < 0:
                 raise FileError(f"file ends before </{root.decode()}> (truncated?)")
-            if error := _check_gap(tail[:end_at], record_index):
+            if error := _check_gap(tail[:end_at], record_index, encoding):
                 yield error
             return
-        if error := _check_gap(buf[pos : start.start()], record_index):
+        if error := _check_gap(buf[pos : start.start()], record_index, encoding):
             yield error
         tag = start.group(1)
         end_tag = b"</" + tag + b">"
@@ -347,13 +481,13 @@ def parse_records(stream: BinaryIO) -> Iterator[Article | Deletion | RecordError
             stop = nested.start()
             yield RecordError(
                 record_index=record_index,
-                pmid=int(m.group(1)) if (m := _PMID_RE.search(buf, start.start(), stop)) else None,
+                pmid=_pmid_hint(buf[start.start() : stop]),
                 reason=f"<{tag.decode()}> is not closed before the next record starts",
-                excerpt=buf[start.start() : start.start() + _EXCERPT].decode("utf-8", "replace"),
+                excerpt=encoding.excerpt(buf[start.start() : stop]),
             )
         else:
             stop = end + len(end_tag)
-            yield from parse_record(buf[start.start() : stop], tag, record_index)
+            yield from parse_record(buf[start.start() : stop], tag, record_index, encoding)
         record_index += 1
         pos = stop
         if pos > _CHUNK:

@@ -1,19 +1,42 @@
 """Query the output tables with polars: lazy scans, so a query reads only the columns it needs.
 
 Every function takes the table's directory (local or ``s3://``) and returns a ``polars.LazyFrame``;
-call ``.collect()`` on the result.
+call ``.collect()`` on the result. Only complete shards are read (their completion marker matches
+the file, :func:`biobert_ray.runs.complete_shards`): a shard that a failed or running job left
+behind is skipped with an :class:`IncompleteShardsWarning` that names it.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import polars as pl
 
 from biobert_ray import runs, storage
 
 
+class IncompleteShardsWarning(UserWarning):
+    """A table holds shards that are not complete; queries leave them out."""
+
+
+def shard_files(table: str) -> list[str]:
+    """The complete shards of ``table``; warns about the others, ``FileNotFoundError`` if none is complete."""
+    complete, incomplete = runs.complete_shards(table)
+    if incomplete:
+        names = "; ".join(f"{storage.basename(i['shard'])}: {i['reason']}" for i in incomplete)
+        warnings.warn(
+            f"{table}: left out {len(incomplete)} incomplete shard(s): {names}",
+            IncompleteShardsWarning,
+            stacklevel=3,
+        )
+    if not complete:
+        raise FileNotFoundError(f"{table}: no complete shards (is it a table written by biobert-ray?)")
+    return complete
+
+
 def scan(table: str) -> pl.LazyFrame:
-    """All ``*.parquet`` files directly inside ``table`` (its ``_``-prefixed side tables excluded)."""
-    return pl.scan_parquet(storage.join(table, "*.parquet"))
+    """The complete ``*.parquet`` shards directly inside ``table`` (``_``-prefixed side tables excluded)."""
+    return pl.scan_parquet(shard_files(table))
 
 
 def articles(table: str) -> pl.LazyFrame:
@@ -22,13 +45,15 @@ def articles(table: str) -> pl.LazyFrame:
 
 
 def deletions(table: str) -> pl.LazyFrame:
-    """The ``deletions`` side table of an ``articles`` table."""
-    return scan(storage.join(table, "_deletions"))
+    """The ``deletions`` side table of an ``articles`` table (of its complete shards)."""
+    files = [storage.join(table, "_deletions", storage.basename(uri)) for uri in shard_files(table)]
+    return pl.scan_parquet(files)
 
 
 def errors(table: str) -> pl.LazyFrame:
-    """The ``errors`` side table of a table: bad records and unreadable files, with reasons."""
-    return scan(storage.join(table, "_errors"))
+    """The ``errors`` side table of a table: bad records and unreadable files (or failed row groups
+    of an annotated table), with reasons; failed shards included, since that is where they show."""
+    return pl.scan_parquet(storage.join(table, "_errors", "*.parquet"))
 
 
 def _file_ranks(*frames: pl.LazyFrame) -> pl.LazyFrame:

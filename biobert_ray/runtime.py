@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 
 import ray
+import ray.data
 
+from biobert_ray import console
 from biobert_ray.storage import STORAGE_ENV_VARS
 
 #: Idle worker processes a local Ray keeps (Ray's default is one per CPU). A worker that has run a
@@ -16,26 +19,42 @@ from biobert_ray.storage import STORAGE_ENV_VARS
 #: with the default and 33 s with this (docs/benchmarks.md).
 LOCAL_IDLE_WORKERS = max(8, os.cpu_count() or 1)
 
-#: Variables forwarded to the workers of an existing cluster, so they read the same storage and hub.
+#: Variables forwarded to the workers of an existing cluster, so they read the same storage and hub:
+#: non-secret settings only. Credentials (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+#: ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``HF_TOKEN``, ...) are never forwarded: the cluster's GCS
+#: keeps a runtime_env, its dashboard and state API show it, and keys would override the nodes'
+#: instance profile, which is how cluster nodes reach S3.
 FORWARDED_ENV_VARS = (*STORAGE_ENV_VARS, "HF_HOME", "HF_HUB_OFFLINE", "BIOBERT_RAY_CACHE")
+
+
+def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` that :func:`connect` passes to a cluster's workers.
+
+    Only the names in :data:`FORWARDED_ENV_VARS` (an allow-list of non-secret settings); anything
+    else, credentials included, stays on this machine.
+    """
+    return {k: environ[k] for k in FORWARDED_ENV_VARS if k in environ}
 
 
 def connect(address: str | None = None) -> None:
     """Start or join Ray once per process.
 
-    ``address`` (or ``$RAY_ADDRESS``) joins an existing cluster and forwards the storage variables
-    of :data:`FORWARDED_ENV_VARS` to its workers; with neither, a local Ray starts on this machine,
+    ``address`` (or ``$RAY_ADDRESS``) joins an existing cluster and forwards the non-secret settings
+    of :data:`FORWARDED_ENV_VARS` to its workers (:func:`forwarded_env`; never credentials: the
+    cluster's nodes use their instance profile); with neither, a local Ray starts on this machine,
     whose workers inherit this process's environment and which keeps up to
     :data:`LOCAL_IDLE_WORKERS` idle workers. Inside a submitted Ray job, ``RAY_ADDRESS`` is
-    already set and the job's own runtime environment is kept.
+    already set and the job's own runtime environment is kept. Ray's own log lines and the workers'
+    output stay off the console unless ``console.VERBOSE`` (:func:`biobert_ray.console.quiet_ray`).
     """
     if ray.is_initialized():
         return
+    console.quiet_ray()
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    kwargs: dict = {"logging_level": logging.INFO, "log_to_driver": console.VERBOSE}
     in_job = "RAY_JOB_ID" in os.environ or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     if address and not in_job:
-        env = {k: os.environ[k] for k in FORWARDED_ENV_VARS if k in os.environ}
+        env = forwarded_env(os.environ)
         if env:
             kwargs["runtime_env"] = {"env_vars": env}
     if not address:

@@ -70,3 +70,13 @@ ENTITIES = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
     ]
 )
+
+#: Errors of an annotation run (``<out>/_errors/<shard>.parquet``): row groups that failed, and why.
+ROW_GROUP_ERRORS = pa.schema(
+    [
+        pa.field("shard", pa.string(), nullable=False),  # the input articles shard
+        pa.field("row_group", pa.int32()),  # its Parquet row group; null when the whole shard was not read
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)

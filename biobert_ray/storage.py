@@ -1,7 +1,10 @@
 """Every path is a URI through fsspec: local paths, ``s3://``, ``gs://``, ``memory://``.
 
-S3 uses the usual AWS environment variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-``AWS_DEFAULT_REGION``) and, for S3-compatible stores such as MinIO, ``AWS_ENDPOINT_URL``.
+S3 uses boto's usual credential chain: on a laptop the environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``) or ``~/.aws`` files (``AWS_PROFILE``); on cluster
+nodes their EC2 instance profile. The region comes from ``AWS_DEFAULT_REGION``/``AWS_REGION``, and
+S3-compatible stores such as MinIO are reached through ``AWS_ENDPOINT_URL``. Only those non-secret
+settings (:data:`STORAGE_ENV_VARS`) are ever forwarded to a cluster's workers; credentials never are.
 
 Writes are atomic per file: a local file is written under a temporary name and renamed; an object
 store upload only becomes visible when it completes, and is discarded if the writer fails.
@@ -21,15 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-#: Environment variables a Ray worker needs to reach the same storage as the driver.
+#: Non-secret storage settings a Ray worker needs to reach the same store as the driver (region and
+#: endpoint); safe to forward to a cluster. Credentials (access keys, session tokens) and
+#: ``AWS_PROFILE`` are deliberately absent: a runtime_env is kept by the cluster's GCS and shown by
+#: its dashboard and state API, and keys would override the nodes' instance profile.
 STORAGE_ENV_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
-    "AWS_PROFILE",
 )
 
 
@@ -105,10 +107,45 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
     return sorted(to_uri(fs, p) for p in fs.ls(path, detail=False) if p.endswith(suffix) and fs.isfile(p))
 
 
-def remove(uri: str) -> None:
-    """Delete the file at ``uri`` if it exists."""
+def file_identity(uri: str) -> dict[str, Any]:
+    """What identifies the file at ``uri`` without reading it: its name, size and version.
+
+    The version is the object's ETag on an object store, else its modification time, so a file
+    rewritten in place (even at the same size) gets a new identity.
+    """
     fs, path = filesystem(uri)
-    if fs.exists(path):
+    info = fs.info(path)
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return {"file": basename(uri), "size": int(info["size"]), "version": str(version)}
+
+
+def size(uri: str) -> int | None:
+    """The size in bytes of the file at ``uri``, or None if there is none."""
+    fs, path = filesystem(uri)
+    try:
+        return int(fs.info(path)["size"])
+    except FileNotFoundError:
+        return None
+
+
+def remove_temporaries(directory: str) -> int:
+    """Delete the temporary files that a killed writer left in ``directory`` (local only); returns how many.
+
+    Call only while holding the directory's lease: another writer's temporary files look the same.
+    """
+    fs, path = filesystem(directory)
+    if not is_local(fs) or not fs.isdir(path):
+        return 0
+    stale = [p for p in fs.ls(path, detail=False) if ".tmp-" in p.rsplit("/", 1)[-1] and fs.isfile(p)]
+    for p in stale:
+        fs.rm(p)
+    return len(stale)
+
+
+def remove(uri: str) -> None:
+    """Delete the file at ``uri`` if there is one (a directory there is left alone)."""
+    fs, path = filesystem(uri)
+    if fs.isfile(path):
         fs.rm(path)
 
 
@@ -140,11 +177,12 @@ def atomic_open(uri: str) -> Iterator[BinaryIO]:
     f = fs.open(path, "wb")
     try:
         yield f
+        f.close()  # completes the upload: a failure here publishes nothing either
     except BaseException:
-        if hasattr(f, "discard"):
-            f.discard()
+        with contextlib.suppress(Exception):
+            f.discard()  # aborts a multipart upload; nothing is published
+            f.closed = True  # so that closing it later does not try to upload the discarded buffer
         raise
-    f.close()
 
 
 def write_parquet(table: pa.Table, uri: str, schema: pa.Schema) -> None:
@@ -158,7 +196,8 @@ class ParquetSink:
 
     ``add(row)`` buffers a dict; every ``rows_per_group`` rows become a row group, so memory stays
     bounded however many rows a shard holds. The file appears at ``uri`` when the ``with`` block ends
-    without an exception, and never otherwise.
+    without an exception and its last row group and footer are written; if anything fails (the body,
+    a flush, the close), the temporary file or upload is discarded and nothing appears.
     """
 
     def __init__(self, uri: str, schema: pa.Schema, rows_per_group: int = 2000) -> None:
@@ -182,13 +221,24 @@ class ParquetSink:
             self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             if exc_type is None:
                 self._flush()
             self._writer.close()
-        finally:
-            self._file_cm.__exit__(exc_type, exc, tb)
+        except BaseException as error:  # a row its schema cannot hold, a full disk, a failed upload
+            with contextlib.suppress(Exception):
+                self._writer.close()  # a writer left open would write to the discarded file later
+            self._file_cm.__exit__(type(error), error, error.__traceback__)
+            raise
+        return bool(self._file_cm.__exit__(exc_type, exc, tb))
+
+
+def parquet_rows(uri: str) -> int:
+    """The number of rows of the Parquet file at ``uri`` (read from its footer)."""
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def write_json(obj: Any, uri: str) -> None:

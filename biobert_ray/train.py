@@ -13,6 +13,8 @@ with ``biobert_ray.json`` metadata.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import pickle
 import tempfile
@@ -28,13 +30,19 @@ from ray.data import ExecutionOptions
 from ray.train import DataConfig
 from ray.train.torch import TorchTrainer
 
-from biobert_ray import inference, models, raytrain, runs, storage
+from biobert_ray import console, inference, models, raytrain, resources, runs, storage
 from biobert_ray.config import FinetuneConfig, to_dict
+from biobert_ray.console import Progress
 from biobert_ray.evaluation import evaluate_examples
 from biobert_ray.runtime import connect
 from biobert_ray.tasks import get_task
 
 STATE_FILE = "training_state.pt"
+#: CPUs of each encode task; the same is kept free beside the training workers for Ray Data.
+ENCODE_CPUS = 0.5
+#: What ``STATE_FILE`` holds: state dicts, tensors and ints only, so it loads with ``weights_only=True``.
+STATE_KEYS = frozenset({"optimizer", "scheduler", "epoch", "step"})
+logger = logging.getLogger(__name__)
 
 
 def _encode_batch(batch: dict[str, np.ndarray], task_name: str, tokenizer_ref: str, **kwargs: Any) -> dict:
@@ -50,17 +58,22 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     """The per-worker loop run by ``TorchTrainer``."""
     context = ray.train.get_context()
     rank = context.get_world_rank()
+    say = cfg["relay"].send if rank == 0 else (lambda record: None)
     torch.manual_seed(cfg["seed"])
     torch.set_num_threads(cfg["threads"])
     task = get_task(cfg["task"])
     tokenizer = models.cached_tokenizer(cfg["base_model"])
-    model = models.load_model(
-        cfg["base_model"],
-        task.model_class,
-        num_labels=len(cfg["label_list"]),
-        id2label=dict(enumerate(cfg["label_list"])),
-        label2id={label: i for i, label in enumerate(cfg["label_list"])},
+    restored = raytrain.restore_latest_loadable(
+        ray.train.get_checkpoint(),
+        lambda directory: _load_checkpoint(directory, task.model_class),
+        log=(lambda line: say({"line": line})) if rank == 0 else logger.debug,
     )
+    if restored is None:
+        model, state = _base_model(cfg, task.model_class), None
+    else:
+        model, state = restored.value
+    # the optimizer is built once, on the model moved to its device, so a restored state lands there too
+    model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"]
     )
@@ -68,23 +81,11 @@ def _train_loop(cfg: dict[str, Any]) -> None:
         optimizer, _linear_schedule(cfg["total_steps"], cfg["warmup_steps"])
     )
     start_epoch, resumed_from = 0, None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with raytrain.checkpoint_files(checkpoint) as directory:
-            model = models.load_model(str(directory), task.model_class)
-            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"]
-        )
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _linear_schedule(cfg["total_steps"], cfg["warmup_steps"])
-        )
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = resumed_from = state["epoch"] + 1
-        if rank == 0:
-            print(f"resuming from the checkpoint of epoch {state['epoch']} (step {state['step']})")
-    model = ray.train.torch.prepare_model(model)
+        say({"line": f"resuming from the checkpoint of epoch {state['epoch']} ({restored.name})"})
     device = ray.train.torch.get_device()
     shard = ray.train.get_dataset_shard("train")
     step = start_epoch * cfg["steps_per_epoch"]
@@ -115,13 +116,13 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             step += 1
             seen += len(windows)
             losses.append(loss.item())
-            if rank == 0 and step % cfg["log_every"] == 0:
+            if step % cfg["log_every"] == 0:
                 rate = seen * context.get_world_size() / (time.perf_counter() - started)
-                print(
-                    f"epoch {epoch + 1}/{cfg['epochs']} step {step}/{cfg['total_steps']} "
-                    f"loss {np.mean(losses[-cfg['log_every'] :]):.4f} "
+                note = (
+                    f"epoch {epoch + 1}/{cfg['epochs']} loss {np.mean(losses[-cfg['log_every'] :]):.4f} "
                     f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.1f} windows/s"
                 )
+                say({"step": step, "note": note})
         metrics = {
             "epoch": epoch,
             "step": step,
@@ -140,7 +141,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                     )  # fmt: skip
                     metrics["dev_f1"] = scores["overall"]["f1"]
                     metrics["dev_scores"] = scores
-                    print(f"epoch {epoch + 1}: dev F1 {scores['overall']['f1']:.4f}")
+                    say({"line": f"epoch {epoch + 1}: dev F1 {scores['overall']['f1']:.4f}"})
                 unwrapped.save_pretrained(directory, safe_serialization=True)
                 tokenizer.save_pretrained(directory)
                 state = {
@@ -151,7 +152,37 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                 }
                 torch.save(state, Path(directory) / STATE_FILE)
                 report_checkpoint = ray.train.Checkpoint.from_directory(directory)
-            ray.train.report(metrics, checkpoint=report_checkpoint)
+            # names that sort by epoch, so a resume can fall back to the previous epoch's checkpoint;
+            # an epoch trained again after a fallback replaces the files of its unloadable checkpoint
+            # (fine-tuning keeps every checkpoint, so Ray Train never deletes the old one under it)
+            ray.train.report(
+                metrics, checkpoint=report_checkpoint, checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}"
+            )
+
+
+def _base_model(cfg: dict[str, Any], model_class: Any):
+    """The base model with a fresh task head for the run's labels."""
+    return models.load_model(
+        cfg["base_model"],
+        model_class,
+        num_labels=len(cfg["label_list"]),
+        id2label=dict(enumerate(cfg["label_list"])),
+        label2id={label: i for i, label in enumerate(cfg["label_list"])},
+    )
+
+
+def _load_checkpoint(directory: Path, model_class: Any) -> tuple[Any, dict[str, Any]]:
+    """(model, training state) of a local checkpoint copy; raises if either does not load.
+
+    The state (AdamW and LambdaLR state dicts, epoch, step) is read with ``weights_only=True``: a
+    state file that would build other objects or run code is refused, not executed.
+    """
+    model = models.load_model(str(directory), model_class)
+    state = raytrain.load_torch_state(Path(directory) / STATE_FILE)
+    if not isinstance(state, dict) or not state.keys() >= STATE_KEYS:
+        found = [str(key) for key in state][:10] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{STATE_FILE} is not a training state (keys {sorted(STATE_KEYS)}; found {found})")
+    return model, state
 
 
 def _linear_schedule(total_steps: int, warmup_steps: int):
@@ -206,6 +237,11 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
     dev_windows = task.encode(dev_examples, tokenizer, **encode_args)
 
     connect(config.address)
+    cpus = resources.cpus_per_unit(
+        config.cpus_per_worker, config.num_workers, ENCODE_CPUS, "--cpus-per-worker", "training worker",
+        use_gpu=config.use_gpu, log=log,
+    )  # fmt: skip
+    config = dataclasses.replace(config, cpus_per_worker=cpus)
     items = ray.data.from_items([{"example": pickle.dumps(e)} for e in train_examples])
     # file order, whatever order the encode tasks finish in: the same seed then gives the same model
     items.context.execution_options.preserve_order = True
@@ -213,7 +249,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         _encode_batch,
         fn_kwargs={"task_name": task_name, "tokenizer_ref": base_model, **encode_args},
         batch_size=512,
-        num_cpus=0.5,
+        num_cpus=ENCODE_CPUS,
     ).materialize()
     n_windows = train_set.count()
     batch_per_worker = max(1, config.batch_size // config.num_workers)
@@ -247,18 +283,33 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
         "threads": max(1, math.ceil(config.cpus_per_worker)),
         "dev_examples": dev_examples,
         "dev_windows": dev_windows,
+        "relay": console.Relay(),
     }
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=loop_config,
         scaling_config=raytrain.scaling_config(config.num_workers, config.use_gpu, config.cpus_per_worker),
         run_config=raytrain.run_config(
-            run_name, storage_path, config.max_failures, score_attribute="dev_f1" if dev_examples else None
+            run_name,
+            storage_path,
+            config.max_failures,
+            score_attribute="dev_f1" if dev_examples else None,
+            relay=loop_config["relay"],
         ),
         datasets={"train": train_set},
         dataset_config=DataConfig(execution_options=_ordered_ingest()),
     )
-    result = trainer.fit()
+    progress = Progress(f"finetune {task_name}", total_steps, "steps", log)
+
+    def show(record: dict[str, Any]) -> None:
+        if "line" in record:
+            progress.write(record["line"])
+        else:
+            progress.update(max(0, record["step"] - progress.done), note=record["note"])
+
+    with loop_config["relay"].running(show):
+        result = trainer.fit()
+    progress.close()
     if dev_examples:
         best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("dev_f1", -1.0))
     else:

@@ -1,8 +1,8 @@
 """Ray job: run fine-tuned models over an articles table with Ray Data (see ``biobert_ray.pipeline``).
 
-Submit to a cluster (the head's dashboard address, port 8265 by default)::
+Submit to a cluster, through the SSH tunnel of ``ray dashboard cluster.yaml`` (port 8265 is never opened)::
 
-    ray job submit --address http://HEAD:8265 --working-dir . -- \\
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
         python jobs/annotate.py ner --articles s3://my-bucket/articles \\
             --model s3://my-bucket/models/ner-disease --model s3://my-bucket/models/ner-chem \\
             --num-actors 8 --use-gpu --out s3://my-bucket/entities

@@ -1,8 +1,8 @@
 """Ray job: masked-LM pretraining of a BERT on an ``articles`` table (see ``biobert_ray.pretrain``).
 
-Submit to a cluster (the head's dashboard address, port 8265 by default)::
+Submit to a cluster, through the SSH tunnel of ``ray dashboard cluster.yaml`` (port 8265 is never opened)::
 
-    ray job submit --address http://HEAD:8265 --working-dir . -- \\
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
         python jobs/pretrain.py --corpus s3://my-bucket/articles --base-model bert-base-cased \\
         --num-workers 8 --use-gpu --max-steps 200000 --seq-len 128 --global-batch 256 \\
         --out s3://my-bucket/models/biobert-mine

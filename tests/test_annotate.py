@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from biobert_ray import inference, pipeline, query, schemas
+from biobert_ray import annotate as annotation
+from biobert_ray import inference, pipeline, query, runs, schemas
 from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
 
 def annotate(articles: str, models: tuple[str, ...], out, **kw) -> dict:
     config = AnnotateConfig(articles=articles, model=models, out=str(out), cpus_per_actor=0.5, **kw)
-    return pipeline.run(config, log=lambda *_: None)
+    return annotation.run(config, log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,9 @@ def test_articles_without_text_still_complete_their_shard(tiny_ner_model, tmp_pa
         schema=schemas.ARTICLES,
     )
     (tmp_path / "articles").mkdir()
-    pq.write_table(table, tmp_path / "articles" / "pubmed25n0001.parquet")
+    shard = tmp_path / "articles" / "pubmed25n0001.parquet"
+    pq.write_table(table, shard)
+    runs.mark_complete(str(tmp_path / "articles"), "pubmed25n0001", {"input": "handmade"}, [str(shard)])
     report = annotate(str(tmp_path / "articles"), (tiny_ner_model,), tmp_path / "entities")
     assert report["counts"]["articles"] == 3 and report["counts"]["shards_processed"] == 1
     entities = pl.read_parquet(tmp_path / "entities" / "pubmed25n0001.parquet")
@@ -125,8 +128,13 @@ def test_each_row_group_is_its_own_task_and_block(sample_articles, tiny_ner_mode
     config = AnnotateConfig(
         articles=sample_articles, model=(tiny_ner_model,), out=str(tmp_path / "e"), cpus_per_actor=0.5
     )
-    pending, _ = pipeline._plan(config, log=lambda *_: None)
-    dataset = pipeline.build(config, pending, "test-run")
+    pending = annotation.plan(config, log=lambda *_: None)["pending"]
+    work = [
+        {"shard": p["shard"], "path": p["path"], "row_group": g, "limit": take}
+        for p in pending
+        for g, take in p["row_groups"]
+    ]
+    dataset = pipeline.build(config, work, "test-run", {p["shard"]: p["digest"] for p in pending}, 0.5)
     summaries = list(dataset.iter_rows())
     assert sum(s["articles"] for s in summaries) == 609
     operators = {

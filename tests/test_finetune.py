@@ -60,7 +60,12 @@ def test_two_workers_checkpoint_every_epoch_and_resume_after_a_worker_dies(tiny_
     thread.join(timeout=300)
     assert result, "fine-tuning did not finish"
     assert killed_at == 0 and result["resumed_from_epoch"] == 1, (killed_at, result)
-    assert [c["metrics"]["epoch"] for c in registered_checkpoints(checkpoints)] == [0, 1, 2], "one per epoch"
+    # one per epoch, in directories named by epoch (Ray Train lists them in dev-F1 order, not by epoch)
+    registered = registered_checkpoints(checkpoints)
+    assert sorted(c["metrics"]["epoch"] for c in registered) == [0, 1, 2], "one per epoch"
+    assert sorted(c["checkpoint_dir_name"] for c in registered) == [
+        f"checkpoint_epoch_000{e}" for e in range(3)
+    ]
     # the export is a plain Hugging Face directory with our metadata
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label == {0: "O", 1: "B-Disease", 2: "I-Disease"}

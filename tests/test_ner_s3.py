@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from conftest import SAMPLES
 
-from biobert_ray import cli, models, pipeline, storage, train
+from biobert_ray import annotate, cli, models, storage, train
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
@@ -41,7 +41,7 @@ def test_annotate_s3_articles_with_s3_model_to_s3(
     upload_dir(sample_articles, articles)
     assert models.resolve(model) == models.resolve(model), "one cached copy per node"
     assert len(list((tmp_path / "cache").glob("*/config.json"))) == 1
-    report = pipeline.run(
+    report = annotate.run(
         AnnotateConfig(articles=articles, model=(model,), out=out, cpus_per_actor=0.5), log=lambda *_: None
     )
     assert report["counts"]["shards_processed"] == 3 and report["counts"]["articles"] == 609

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 from nbclient import NotebookClient
 
-from biobert_ray import pipeline
+from biobert_ray import annotate
 from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
@@ -23,7 +23,7 @@ def test_entities_notebook_executes(sample_articles, tiny_ner_model, tmp_path, m
         out=str(tmp_path / "entities"),
         cpus_per_actor=0.5,
     )
-    pipeline.run(config, log=lambda *_: None)
+    annotate.run(config, log=lambda *_: None)
     monkeypatch.setenv("BIOBERT_RAY_OUT", str(tmp_path))
     notebook = nbformat.read(REPO / "notebooks" / "entities.ipynb", as_version=4)
     NotebookClient(

@@ -90,8 +90,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_finishes(
 @pytest.mark.timeout(420)
 def test_pretrain_job_from_scratch_on_s3_retries_after_a_worker_failure(ray_head, sample_articles, s3_bucket):
     fs, _ = storage.filesystem(s3_bucket)
-    for uri in storage.list_files(sample_articles, ".parquet"):
-        fs.put_file(uri, f"{s3_bucket}/articles/{storage.basename(uri)}".removeprefix("s3://"))
+    fs.put(f"{sample_articles}/", f"{s3_bucket}/articles/".removeprefix("s3://"), recursive=True)
     out = f"{s3_bucket}/models/scratch"
     logs = submit_job(
         ray_head,
@@ -102,7 +101,7 @@ def test_pretrain_job_from_scratch_on_s3_retries_after_a_worker_failure(ray_head
         *("--eval-every", "5", "--log-every", "5", "--eval-documents", "8", "--max-failures", "1"),
         timeout=360,
     )
-    assert "injected failure after step 6" in logs  # the first worker group failed ...
+    assert "failed: RuntimeError: injected failure after step 6" in logs, logs  # the first worker group failed
     assert "pretrain: step 10 (this run from step 5)" in logs  # ... and Ray Train resumed it from step 5
     metadata = models.read_metadata(out)
     assert metadata["steps"] == 10 and metadata["config"]["train_vocab"]

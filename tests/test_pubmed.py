@@ -98,18 +98,19 @@ def test_inline_markup_is_kept_as_text():
     assert "\n" not in article.abstract and "  " not in article.abstract
 
 
-def record(pmid: str, title: str = "A title.", extra: str = "") -> str:
-    pmid_xml = f'<PMID Version="1">{pmid}</PMID>' if pmid else ""
+def record(pmid: str, title: str = "A title.", extra: str = "", version: str = "1") -> str:
+    pmid_xml = f'<PMID Version="{version}">{pmid}</PMID>' if pmid else ""
     return (
         f"<PubmedArticle><MedlineCitation>{pmid_xml}<Article><Journal><Title>J</Title></Journal>"
         f"<ArticleTitle>{title}</ArticleTitle>{extra}</Article></MedlineCitation></PubmedArticle>"
     )
 
 
-def document(*records: str) -> bytes:
-    return (
-        '<?xml version="1.0"?>\n<PubmedArticleSet>\n' + "\n".join(records) + "\n</PubmedArticleSet>\n"
-    ).encode()
+def document(*records: str, encoding: str | None = None) -> bytes:
+    """A PubmedArticleSet file of ``records``, encoded (and declared, when given) in ``encoding``."""
+    declaration = f'<?xml version="1.0" encoding="{encoding}"?>' if encoding else '<?xml version="1.0"?>'
+    text = declaration + "\n<PubmedArticleSet>\n" + "\n".join(records) + "\n</PubmedArticleSet>\n"
+    return text.encode(encoding or "utf-8")
 
 
 def test_broken_records_become_errors_and_the_rest_parses():
@@ -142,10 +143,163 @@ def test_broken_records_become_errors_and_the_rest_parses():
         (b"   \n", "empty file"),
         (b"hello, world", "not an XML file"),
         (b"<html><body>nope</body></html>", "root element is <html>"),
+        (gzip.compress(document(record("1"))), "not an XML file"),  # compressed, named .xml
         (document(record("1"))[:-40], "truncated"),
     ],
 )
 def test_unreadable_files_raise_file_error(data, message):
+    with pytest.raises(pubmed.FileError, match=message):
+        parse_bytes(data)
+
+
+BOOK_ARTICLE = """<PubmedBookArticle>
+  <BookDocument>
+    <PMID Version="1">26065101</PMID>
+    <ArticleIdList>
+      <ArticleId IdType="bookaccession">NBK299089</ArticleId>
+      <ArticleId IdType="doi">10.3310/hta19450</ArticleId>
+    </ArticleIdList>
+    <Book>
+      <Publisher>
+        <PublisherName>NIHR Journals Library</PublisherName>
+        <PublisherLocation>Southampton (UK)</PublisherLocation>
+      </Publisher>
+      <BookTitle book="nihrhta1945">A randomised controlled trial of exercise for back pain</BookTitle>
+      <PubDate>{pub_date}</PubDate>
+      <AuthorList Type="authors">
+        <Author><LastName>Smith</LastName><ForeName>Jane</ForeName><Initials>J</Initials></Author>
+      </AuthorList>
+      <CollectionTitle book="nihrhtacollect">Health Technology Assessment</CollectionTitle>
+      <Medium>Internet</Medium>
+    </Book>
+    <LocationLabel Type="chapter">Chapter 1</LocationLabel>
+    <ArticleTitle book="nihrhta1945" part="ch1">Introduction</ArticleTitle>
+    <Language>eng</Language>
+    <PublicationType UI="D016454">Review</PublicationType>
+    <Abstract>
+      <AbstractText Label="BACKGROUND" NlmCategory="BACKGROUND">Back pain is common.</AbstractText>
+    </Abstract>
+    <ContributionDate><Year>2015</Year><Month>06</Month></ContributionDate>
+  </BookDocument>
+  <PubmedBookData>
+    <History>
+      <PubMedPubDate PubStatus="pubmed"><Year>2015</Year><Month>6</Month><Day>12</Day></PubMedPubDate>
+    </History>
+    <PublicationStatus>ppublish</PublicationStatus>
+    <ArticleIdList>
+      <ArticleId IdType="pubmed">26065101</ArticleId>
+    </ArticleIdList>
+  </PubmedBookData>
+</PubmedBookArticle>"""
+
+
+@pytest.mark.parametrize(
+    ("pub_date", "year"),
+    [("<Year>2015</Year><Month>Jun</Month>", 2015), ("<MedlineDate>1998-1999</MedlineDate>", 1998)],
+)
+def test_book_article_reads_the_book_date_and_ids(pub_date, year):
+    (book,) = parse_bytes(document(BOOK_ARTICLE.format(pub_date=pub_date)))
+    assert isinstance(book, pubmed.Article)
+    assert (book.pmid, book.version, book.pub_year) == (26065101, 1, year)
+    assert book.title == "Introduction"
+    assert book.journal == "A randomised controlled trial of exercise for back pain"
+    assert (book.language, book.publication_types) == ("eng", ["Review"])
+    assert book.abstract == "BACKGROUND: Back pain is common."
+    assert book.doi == "10.3310/hta19450"  # from BookDocument/ArticleIdList
+
+
+@pytest.mark.parametrize(
+    ("pmid", "version", "bad", "hint"),
+    [
+        ("١٢٣", "1", "'١٢٣'", None),  # Arabic-Indic digits
+        ("１２３", "1", "'１２３'", None),  # fullwidth digits
+        ("12345678901234567890", "1", "12345678901234567890", None),  # overflows int64
+        ("9223372036854775808", "1", "9223372036854775808", None),  # int64 max + 1
+        ("123", "3000000000", "3000000000", 123),  # overflows int32
+        ("123", "٣", "'٣'", 123),
+        ("123", "v2", "'v2'", 123),
+    ],
+)
+def test_bad_pmid_or_version_is_a_record_error(pmid, version, bad, hint):
+    records = parse_bytes(document(record(pmid, version=version), record("2")))
+    error, article = records
+    assert isinstance(error, pubmed.RecordError) and (error.record_index, error.pmid) == (0, hint)
+    assert bad in error.reason
+    assert isinstance(article, pubmed.Article) and (article.pmid, article.record_index) == (2, 1)
+
+
+def test_largest_pmid_and_version_are_accepted():
+    (article,) = parse_bytes(document(record("9223372036854775807", version="2147483647")))
+    assert (article.pmid, article.version) == (2**63 - 1, 2**31 - 1)
+
+
+def test_unparsable_record_with_out_of_range_pmid_has_no_pmid():
+    records = parse_bytes(
+        document(
+            record("12345678901234567890", title="Broken <i>markup</b>"),
+            record("99999999999999999999").replace("</PubmedArticle>", ""),  # never closed
+            record("3"),
+        )
+    )
+    errors = of_type(records, pubmed.RecordError)
+    assert [(e.record_index, e.pmid) for e in errors] == [(0, None), (1, None)]
+    assert [a.pmid for a in of_type(records, pubmed.Article)] == [3]
+
+
+def test_delete_citation_keeps_valid_pmids_and_reports_bad_ones():
+    deletions = (
+        '<DeleteCitation><PMID Version="1">5</PMID><PMID Version="1">٦</PMID>'
+        '<PMID Version="1">99999999999999999999</PMID><PMID Version="1">7</PMID></DeleteCitation>'
+    )
+    records = parse_bytes(document(record("1"), deletions))
+    assert [(d.pmid, d.record_index) for d in of_type(records, pubmed.Deletion)] == [(5, 1), (7, 1)]
+    errors = of_type(records, pubmed.RecordError)
+    assert [(e.record_index, e.pmid) for e in errors] == [(1, None), (1, None)]
+    assert "'٦'" in errors[0].reason and "٦" in errors[0].excerpt
+    assert "99999999999999999999" in errors[1].reason
+
+
+def test_utf8_byte_order_mark_is_accepted():
+    records = parse_bytes(b"\xef\xbb\xbf" + document(record("1"), record("2", title="Café")))
+    assert [(a.pmid, a.title) for a in records] == [(1, "A title."), (2, "Café")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "title"),
+    [("ISO-8859-1", "Café crème"), ("windows-1252", "Smith’s “café” €"), ("Shift_JIS", "ソフト日本語")],
+)
+def test_declared_encoding_is_used_for_records_and_excerpts(encoding, title):
+    data = document(
+        record("1", title=title),
+        record("2", title=f"{title} <i>broken</b>"),
+        f"stray {title}",
+        record("3", title=title, extra=f"<Abstract><AbstractText>{title}</AbstractText></Abstract>"),
+        encoding=encoding,
+    )
+    records = parse_bytes(data)
+    assert [(a.pmid, a.title) for a in of_type(records, pubmed.Article)] == [(1, title), (3, title)]
+    assert of_type(records, pubmed.Article)[-1].abstract == title
+    broken, stray = of_type(records, pubmed.RecordError)
+    assert broken.pmid == 2 and f"{title} <i>broken</b>" in broken.excerpt
+    assert stray.excerpt == f"stray {title}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (document(record("1")).decode().encode("utf-16"), "UTF-16 .*not supported"),
+        (document(record("1")).decode().encode("utf-16-be"), "UTF-16 or UTF-32 .*not supported"),
+        (document(record("1")).decode().encode("utf-16-le"), "UTF-16 or UTF-32 .*not supported"),
+        (document(record("1")).decode().encode("utf-32-le"), "UTF-16 or UTF-32 .*not supported"),
+        (document(record("1")).decode().encode("utf-32"), "UTF-32 .*not supported"),
+        (document(record("1")).replace(b'"1.0"', b'"1.0" encoding="UTF-16"'), "'UTF-16' is not supported"),
+        (document(record("1")).replace(b'"1.0"', b'"1.0" encoding="ISO-2022-JP"'), "'ISO-2022-JP' is not"),
+        (document(record("1")).replace(b'"1.0"', b"'1.0' encoding='klingon'"), "unknown encoding 'klingon'"),
+        (document(record("1")).replace(b'"1.0"', b'"1.0" encoding="a\x00b"'), "unknown encoding"),
+        (b"\xef\xbb\xbf" + document(record("1"), encoding="ISO-8859-1"), "byte order mark .* 'ISO-8859-1'"),
+    ],
+)
+def test_unsupported_encodings_raise_file_error(data, message):
     with pytest.raises(pubmed.FileError, match=message):
         parse_bytes(data)
 

@@ -1,0 +1,198 @@
+"""Restoring from checkpoints: unloadable ones are skipped for the next older one, state files load
+with ``weights_only=True`` (a pickle that would run code is refused, never run)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import ray.train
+import torch
+from conftest import SAMPLES
+
+from biobert_ray import pretrain, raytrain, storage, train
+from biobert_ray.config import FinetuneConfig, PretrainConfig
+from biobert_ray.pretrain_loop import latest_state
+from biobert_ray.tasks import get_task
+
+NCBI = SAMPLES / "ncbi_disease"
+
+
+def finetune_config(tiny_bert: str, out: Path, **kw) -> FinetuneConfig:
+    """1 worker, 200 sentences of 32 tokens: 13 steps per epoch."""
+    settings = {
+        "base_model": tiny_bert, "train": str(NCBI / "train.tsv.gz"), "dev": str(NCBI / "devel.tsv.gz"),
+        "entity_type": "Disease", "out": str(out), "num_workers": 1, "cpus_per_worker": 0.5,
+        "batch_size": 16, "max_train_samples": 200, "max_eval_samples": 20, "max_seq_length": 32,
+        "learning_rate": 1e-3, "run_name": "resume-me", **kw,
+    }  # fmt: skip
+    return FinetuneConfig(**settings)
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def checkpoint_dirs(run_dir: str) -> list[str]:
+    fs, path = storage.filesystem(run_dir)
+    names = [storage.basename(p) for p in fs.ls(path, detail=False) if fs.isdir(p)]
+    return sorted(name for name in names if name.startswith("checkpoint_"))
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The directory of the run's latest registered checkpoint."""
+    return Path(ray.train.Result.from_path(str(run_dir)).checkpoint.path)
+
+
+class RunsCode:
+    """Unpickling this writes a file: what a state file planted in the checkpoint storage could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+# -- the shared helper, on local directories ---------------------------------------------------------
+
+
+def make_checkpoints(run_uri: str, contents: dict[str, str]) -> None:
+    fs, path = storage.filesystem(run_uri)
+    for name, value in contents.items():
+        fs.makedirs(f"{path}/{name}", exist_ok=True)
+        fs.pipe(f"{path}/{name}/value.json", value.encode())
+
+
+def read_value(directory: Path) -> int:
+    return json.loads((directory / "value.json").read_text())["step"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_restore_skips_checkpoints_that_do_not_load_newest_first(where, tmp_path, request):
+    run_uri = f"{request.getfixturevalue('s3_bucket')}/run" if where == "s3" else str(tmp_path / "run")
+    make_checkpoints(
+        run_uri,
+        {
+            "checkpoint_00000002": '{"step": 2}',
+            "checkpoint_00000004": '{"step": 4}',
+            "checkpoint_00000006": '{"step": ',  # truncated
+            # an upload Ray Train never registered: newer than the latest registered checkpoint
+            "checkpoint_00000008": '{"step": 8}',
+            "checkpoint_00000006_1": "garbage",
+            "other": '{"step": 99}',
+        },
+    )
+    path, filesystem = raytrain.storage_for(run_uri)  # how Ray Train's storage sees the run directory
+
+    def checkpoint(name: str) -> ray.train.Checkpoint:
+        return ray.train.Checkpoint(f"{path}/{name}", filesystem=filesystem)
+
+    lines: list[str] = []
+    restored = raytrain.restore_latest_loadable(
+        checkpoint("checkpoint_00000006_1"), read_value, log=lines.append
+    )
+    assert restored.value == 4 and restored.name == "checkpoint_00000004"
+    assert restored.skipped == ("checkpoint_00000006_1", "checkpoint_00000006")
+    assert len(lines) == 2 and all(line.endswith("; resuming from checkpoint_00000004") for line in lines)
+    assert lines[0].startswith(f"checkpoint checkpoint_00000006_1 of {path} failed to load (JSONDecodeError")
+    # a step checkpointed again after the fallback gets a directory of its own, sorting after the old one
+    assert raytrain.unused_checkpoint_name("checkpoint_00000006", restored.skipped) == "checkpoint_00000006_2"
+    assert raytrain.unused_checkpoint_name("checkpoint_00000010", restored.skipped) == "checkpoint_00000010"
+
+    assert raytrain.restore_latest_loadable(None, read_value) is None
+    storage.remove(f"{run_uri}/checkpoint_00000002/value.json")
+    with pytest.raises(
+        raytrain.CheckpointLoadError, match=r"no checkpoint of .* loads: checkpoint_00000002 \("
+    ):
+        raytrain.restore_latest_loadable(checkpoint("checkpoint_00000002"), read_value)
+
+
+def test_a_state_file_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"optimizer": RunsCode(marker), "epoch": 0}, tmp_path / "state.pt")
+    with pytest.raises(ValueError, match=r"state\.pt holds more than tensors and plain data, refused"):
+        raytrain.load_torch_state(tmp_path / "state.pt")
+    assert not marker.exists()
+    torch.save({"optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}, "epoch": 1}, tmp_path / "ok.pt")
+    assert raytrain.load_torch_state(tmp_path / "ok.pt")["epoch"] == 1
+
+
+# -- fine-tuning on Ray Train ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_previous_epoch(
+    ray_local, tiny_bert, tmp_path
+):
+    out, marker = tmp_path / "model", tmp_path / "ran"
+    run_dir = tmp_path / "model.checkpoints" / "resume-me"
+    first = train.finetune("ner", finetune_config(tiny_bert, out, epochs=2), log=lambda *_: None)
+    assert first["resumed_from_epoch"] is None
+    # the state file of the latest checkpoint (epoch 1's) replaced by a pickle that runs code
+    state_file = latest_checkpoint(run_dir) / train.STATE_FILE
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, "scheduler": RunsCode(marker)}, state_file)
+
+    # the same run again (as after a crash): it refuses epoch 1's checkpoint, resumes from epoch 0's
+    error, again = None, {}
+    try:
+        again = train.finetune("ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0))
+    except ray.train.TrainingFailedError as exc:
+        error = exc
+    assert not marker.exists(), "resuming ran the code pickled in the state file"
+    assert error is None, error
+    assert again["run_name"] == first["run_name"] and again["resumed_from_epoch"] == 1
+    names = checkpoint_dirs(str(run_dir))
+    assert names == ["checkpoint_epoch_0000", "checkpoint_epoch_0001"]
+    # epoch 1 was trained again into its directory: every checkpoint of the run loads now
+    for name in names:
+        _, state = train._load_checkpoint(run_dir / name, get_task("ner").model_class)
+        assert state["epoch"] == int(name[-4:])
+    assert (out / "model.safetensors").exists() and again["best_epoch"] in (0, 1)
+
+
+# -- pretraining on Ray Train ------------------------------------------------------------------------
+
+
+def pretrain_config(corpus: str, out: str, base_model: str, **overrides) -> PretrainConfig:
+    """1 worker x 4 sequences, 6 steps, a checkpoint every 2 steps, the last 2 kept, no evaluation."""
+    options = {
+        "corpus": corpus, "out": out, "base_model": base_model, "num_workers": 1, "cpus_per_worker": 0.5,
+        "seq_len": 64, "micro_batch": 4, "global_batch": 4, "max_steps": 6, "checkpoint_every": 2,
+        "keep_checkpoints": 2, "eval_documents": 0, "log_every": 2, "learning_rate": 3e-3,
+        "text_columns": ("title",), "max_failures": 0, **overrides,
+    }  # fmt: skip
+    return PretrainConfig(**options)
+
+
+@pytest.mark.timeout(300)
+def test_pretrain_resume_skips_an_unloadable_latest_checkpoint(
+    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch, caplog
+):
+    out = str(tmp_path / "model")
+    storage_path, run_name = f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain")
+    run_dir = storage.join(storage_path, run_name)
+    monkeypatch.setenv(pretrain.FAIL_AT_STEP_ENV, "5")
+    with pytest.raises(ray.train.TrainingFailedError, match="injected failure after step 5"):
+        pretrain.run(pretrain_config(sample_articles, out, tiny_bert), log=print)
+    assert checkpoint_dirs(run_dir) == ["checkpoint_00000002", "checkpoint_00000004"]
+    truncate(Path(run_dir) / "checkpoint_00000004" / "model.safetensors")
+
+    # the driver (resume check, data plan) takes the same checkpoint as the workers: the newest that loads
+    with caplog.at_level(logging.WARNING, logger="biobert_ray.raytrain"):
+        assert latest_state(storage_path, run_name)["step"] == 2
+    assert any(
+        "checkpoint checkpoint_00000004 of" in r.message and "resuming from checkpoint_00000002" in r.message
+        for r in caplog.records
+    )
+    summary = pretrain.run(pretrain_config(sample_articles, out, tiny_bert, resume=True), log=print)
+    assert summary["resumed"]["step"] == 2 and summary["resumed"]["sequences_consumed"] == 2 * 4
+    assert summary["start_step"] == 2 and summary["steps"] == 6
+    records = [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "train"] == [2, 4, 6]  # each step once
+    # step 4 was checkpointed again beside the broken one; Ray Train then deleted the broken one (keep 2)
+    assert checkpoint_dirs(run_dir) == ["checkpoint_00000004_1", "checkpoint_00000006"]
+    assert latest_state(storage_path, run_name)["step"] == 6
