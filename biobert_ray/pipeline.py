@@ -416,7 +416,10 @@ def build(
     expected = {f"{w['shard']}/{w['row_group']}": w["limit"] for w in work}
     kill_at = os.environ.get(KILL_AT_PMID_ENV)
     dataset = ray.data.from_items(work, override_num_blocks=len(work))
-    # a row group whose process died after its retries is dropped (the driver records it), up to a bound
+    # Retries are bounded per row group. Ray Data 2.60 takes max_retries / max_restarts /
+    # max_task_retries only through map_batches' ray_remote_args (deprecated, removed in 2.64: pyproject
+    # pins ray<2.64); its actor default retries every task for ever. A row group whose process died
+    # after its retries is dropped (the driver records it), up to a bound.
     dataset.context.max_errored_blocks = config.max_failed_row_groups
     return (
         dataset.map_batches(

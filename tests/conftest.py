@@ -180,28 +180,35 @@ def tiny_bert(tmp_path_factory) -> str:
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
 
 
-@pytest.fixture(scope="session")
-def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
-    """A tiny untrained NER model (Disease B/I/O head) saved the way `finetune` saves, windows of 24."""
+def save_tiny_ner_model(tiny_bert: str, out: Path, entity_type: str, seed: int = 1) -> str:
+    """A tiny untrained NER model (B/I/O of ``entity_type``) saved the way `finetune` saves, windows of 24.
+
+    Its head is initialised from ``seed`` and biased so that it predicts mentions of all shapes.
+    """
     import torch
     from transformers import AutoModelForTokenClassification
 
     from biobert_ray import models
 
-    labels = ["O", "B-Disease", "I-Disease"]
-    torch.manual_seed(1)
+    labels = ["O", f"B-{entity_type}", f"I-{entity_type}"]
+    torch.manual_seed(seed)
     model = AutoModelForTokenClassification.from_pretrained(
         tiny_bert,
         num_labels=3,
         id2label=dict(enumerate(labels)),
         label2id={x: i for i, x in enumerate(labels)},
     )
-    with torch.no_grad():  # bias the head so that it predicts mentions of all shapes
+    with torch.no_grad():
         model.classifier.bias.copy_(torch.tensor([0.0, 0.2, 0.4]))
-    out = tmp_path_factory.mktemp("tiny_ner") / "model"
-    metadata = {"task": "ner", "label_list": labels, "entity_types": ["Disease"], "max_seq_length": 24}
+    metadata = {"task": "ner", "label_list": labels, "entity_types": [entity_type], "max_seq_length": 24}
     models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
+    """A tiny untrained Disease tagger (see :func:`save_tiny_ner_model`)."""
+    return save_tiny_ner_model(tiny_bert, tmp_path_factory.mktemp("tiny_ner") / "model", "Disease")
 
 
 @pytest.fixture(scope="session")

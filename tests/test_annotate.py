@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import save_tiny_ner_model
 
 from biobert_ray import annotate as annotation
 from biobert_ray import inference, pipeline, query, runs, schemas
@@ -22,16 +21,16 @@ def annotate(articles: str, models: tuple[str, ...], out, **kw) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_models(tiny_ner_model, tmp_path_factory) -> tuple[str, str]:
-    second = tmp_path_factory.mktemp("second") / "model"
-    shutil.copytree(tiny_ner_model, second)
-    return tiny_ner_model, str(second)
+def two_models(tiny_bert, tiny_ner_model, tmp_path_factory) -> tuple[str, str]:
+    """The Disease tagger and a Chemical tagger with another head: their outputs differ."""
+    chemical = save_tiny_ner_model(tiny_bert, tmp_path_factory.mktemp("second") / "model", "Chemical", seed=2)
+    return tiny_ner_model, chemical
 
 
 @pytest.fixture(scope="module")
 def annotated(sample_articles, two_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("entities") / "entities"
-    report = annotate(sample_articles, two_models, out)
+    report = annotate(sample_articles, two_models, out, precision="fp32")  # rows do not depend on batching
     return out, report
 
 
@@ -51,12 +50,28 @@ def test_every_row_points_at_its_text(annotated, sample_articles):
     assert report["counts"]["rows"] == entities.height and report["articles_per_second"] > 0
 
 
-def test_several_models_run_in_one_pass(annotated, two_models):
+def test_several_models_in_one_pass_give_each_model_its_own_rows(
+    annotated, two_models, sample_articles, tmp_path
+):
     out, _ = annotated
     entities = pl.read_parquet(out / "*.parquet")
     assert sorted(entities["model"].unique()) == sorted(two_models)
-    per_model = [entities.filter(pl.col("model") == m).drop("model") for m in two_models]
-    assert per_model[0].equals(per_model[1]), "identical weights give identical rows"
+    assert dict(entities.group_by("model").agg(pl.col("entity_type").unique().first()).iter_rows()) == {
+        two_models[0]: "Disease", two_models[1]: "Chemical",
+    }  # fmt: skip
+    keys = ["pmid", "section", "sentence_index", "char_start", "char_end", "text", "entity_type"]
+    for index, model in enumerate(two_models):  # each model alone, on the first 60 articles
+        alone = tmp_path / f"alone{index}"
+        annotate(sample_articles, (model,), alone, max_articles=60, precision="fp32")
+        expected = pl.read_parquet(alone / "*.parquet").sort(keys)
+        together = entities.filter(
+            (pl.col("model") == model) & pl.col("pmid").is_in(expected["pmid"].unique())
+        )
+        mine = together.filter(
+            pl.col("pmid").is_in(query.articles(sample_articles).head(60).collect()["pmid"])
+        )
+        assert mine.select(keys).sort(keys).equals(expected.select(keys)), f"rows of {model} mixed up"
+        assert (mine.sort(keys)["score"] - expected["score"]).abs().max() < 1e-2
 
 
 def test_long_sentences_are_windowed_not_truncated(annotated, sample_articles):
@@ -72,10 +87,10 @@ def test_long_sentences_are_windowed_not_truncated(annotated, sample_articles):
 def test_rerun_skips_complete_shards_and_redoes_a_missing_one(annotated, sample_articles, two_models):
     out, _ = annotated
     before = pl.read_parquet(out / "*.parquet").drop("run_id").sort(pl.all())
-    report = annotate(sample_articles, two_models, out)
+    report = annotate(sample_articles, two_models, out, precision="fp32")
     assert report["counts"]["shards_skipped"] == 3 and report["counts"]["shards_processed"] == 0
     (out / "test_current_medline.parquet").unlink()
-    report = annotate(sample_articles, two_models, out)
+    report = annotate(sample_articles, two_models, out, precision="fp32")
     assert [s["name"] for s in report["shards"] if s["status"] == "ok"] == ["test_current_medline"]
     assert pl.read_parquet(out / "*.parquet").drop("run_id").sort(pl.all()).equals(before)
     assert not list(out.rglob("_parts/*/*.parquet")), "part files are merged and removed"

@@ -30,7 +30,9 @@ def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, tmp_path):
         "--base-model", tiny_bert, "--out", str(model), "--epochs", "1", "--max-train-samples", "100",
         "--cpus-per-worker", "0.5", "--max-seq-length", "32",
     ]  # fmt: skip
-    assert "model saved to" in submit_job(ray_head, *finetune)
+    logs = submit_job(ray_head, *finetune)
+    assert f"best epoch 1; model saved to {model}" in logs
+    assert "finetune ner: 100 training examples" in logs and "epoch 1: dev F1" not in logs  # no dev set
     evaluate = [
         "python",
         "jobs/evaluate.py",
@@ -40,8 +42,14 @@ def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, tmp_path):
         "--data",
         str(ncbi / "test.tsv.gz"),
     ]
-    assert "overall" in submit_job(ray_head, *evaluate, "--out", str(scores))
-    assert json.loads(scores.read_text())["examples"] == 940
+    logs = submit_job(ray_head, *evaluate, "--out", str(scores))
+    result = json.loads(scores.read_text())
+    overall = result["overall"]
+    assert result["examples"] == 940 and overall["support"] == 960
+    printed = (
+        f"overall{overall['precision']:>11.4f}{overall['recall']:>11.4f}{overall['f1']:>11.4f}{960:>11d}"
+    )
+    assert printed in logs, "the printed scores are the saved ones"
     articles = tmp_path / "articles"
     submit_job(
         ray_head, "python", "jobs/ingest.py", "--input", str(SAMPLES / "pubmed"), "--out", str(articles)

@@ -101,7 +101,9 @@ def test_pretrain_job_from_scratch_on_s3_retries_after_a_worker_failure(ray_head
         *("--eval-every", "5", "--log-every", "5", "--eval-documents", "8", "--max-failures", "1"),
         timeout=360,
     )
-    assert "failed: RuntimeError: injected failure after step 6" in logs, logs  # the first worker group failed
+    assert "failed: RuntimeError: injected failure after step 6" in logs, (
+        logs
+    )  # the first worker group failed
     assert "pretrain: step 10 (this run from step 5)" in logs  # ... and Ray Train resumed it from step 5
     metadata = models.read_metadata(out)
     assert metadata["steps"] == 10 and metadata["config"]["train_vocab"]
