@@ -135,9 +135,13 @@ class ShardState:
 
     def reuse(self, row_group: int, part: str) -> None:
         """Count a part an earlier run of the same identity wrote."""
+        fs, path = storage.filesystem(part)
+        with fs.open(path, "rb") as f:
+            metadata = pq.ParquetFile(f).metadata
         self.parts[row_group] = part
         self.articles += self.expected[row_group]
-        self.rows += storage.parquet_rows(part)
+        self.sentences += int(metadata.metadata[b"sentences"])
+        self.rows += metadata.num_rows
 
     @property
     def complete(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -286,11 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one readable line (``warning: ...``), not Python's file:line form."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``biobert-ray`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     console.VERBOSE = args.verbose
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:

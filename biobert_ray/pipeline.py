@@ -371,7 +371,8 @@ def _decode_and_write(
                 found["char_end"] += offset
                 rows.append({**provenance, **found, "model": ref})
     part = part_uri(out, shard, digests[shard], row_group)
-    storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), part, schema)
+    counts = {b"sentences": str(batch.num_rows).encode()}  # for a rerun that reuses the part
+    storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), part, schema.with_metadata(counts))
     summary = {
         "shard": shard, "row_group": row_group, "part": part, "rows": len(rows),
         "sentences": batch.num_rows, "articles": articles, "error": None,

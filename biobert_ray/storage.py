@@ -234,13 +234,6 @@ class ParquetSink:
         return bool(self._file_cm.__exit__(exc_type, exc, tb))
 
 
-def parquet_rows(uri: str) -> int:
-    """The number of rows of the Parquet file at ``uri`` (read from its footer)."""
-    fs, path = filesystem(uri)
-    with fs.open(path, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
-
-
 def write_json(obj: Any, uri: str) -> None:
     """Write ``obj`` as indented JSON at ``uri``, atomically."""
     with atomic_open(uri) as f:
