@@ -9,7 +9,7 @@ enough that our fixed start-up (the model actor's process imports torch and tran
 the model, about 3 s) weighs as it would on a real corpus rather than a fifth of a 25 s run.
 Measured, in abstracts per second:
 
-- **ours**: ``biobert_ray.pipeline.run(AnnotateConfig(..., precision="fp32"))`` end to end (Parquet
+- **ours**: ``biobert_ray.annotate.run(AnnotateConfig(..., precision="fp32"))`` end to end (Parquet
   in, entities Parquet out, fresh output directory, ``overwrite=True``) with ``num_actors=1``,
   ``cpus_per_actor=1.5`` (the actor runs 2 torch threads). Ray is started before the clock starts;
   its start-up is printed apart.
@@ -70,7 +70,18 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from biobert_ray import evaluation, inference, ingest, models, pipeline, schemas, storage, text
+from biobert_ray import (
+    annotate,
+    evaluation,
+    inference,
+    ingest,
+    models,
+    pipeline,
+    runs,
+    schemas,
+    storage,
+    text,
+)
 from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
 from biobert_ray.samples import sample_path
@@ -112,7 +123,10 @@ def write_table(abstracts: pa.Table, directory: Path) -> str:
     )
     directory.mkdir(parents=True)
     # row groups as ingest writes them: annotation reads and streams one row group at a time
-    pq.write_table(table, directory / "abstracts.parquet", row_group_size=INGEST_ROWS_PER_GROUP)
+    shard = directory / "abstracts.parquet"
+    pq.write_table(table, shard, row_group_size=INGEST_ROWS_PER_GROUP)
+    # annotate reads only complete shards: mark it as ingest would, its input being this benchmark
+    runs.mark_complete(str(directory), "abstracts", {"input": {"benchmark": n}}, [str(shard)])
     return str(directory)
 
 
@@ -168,7 +182,7 @@ def time_forward(
 def time_ours(
     articles: str, model_ref: str, args: argparse.Namespace, quantize: bool, precision: str = "fp32"
 ) -> tuple[float, int]:
-    """Wall seconds of one ``pipeline.run`` into a fresh directory, and the entity rows it wrote."""
+    """Wall seconds of one ``annotate.run`` into a fresh directory, and the entity rows it wrote."""
     out = tempfile.mkdtemp(prefix="annotate-bench-out-")
     try:
         config = AnnotateConfig(
@@ -177,7 +191,7 @@ def time_ours(
             overwrite=True,
         )  # fmt: skip
         start = time.perf_counter()
-        report = pipeline.run(config, log=lambda _: None)
+        report = annotate.run(config, log=lambda _: None)
         return time.perf_counter() - start, report["counts"]["rows"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -283,12 +297,16 @@ def stage_times(
                 "limit": np.array([metadata.row_group(row_group).num_rows]),
             }  # fmt: skip
             sentences = run("split", pipeline.split_shard, work)
+            expected = {f"bench/{row_group}": int(work["limit"][0])}
             encoded = run("encode", pipeline.encode_sentences, sentences, groups, args.stride)
             timed.seconds = 0.0
             batch = run("predict_other", predictor, encoded)
             seconds["predict_other"] -= timed.seconds
             seconds["forward"] += timed.seconds
-            run("decode_write", pipeline.decode_and_write, batch, refs, membership, out, "bench")
+            run(
+                "decode_write", pipeline.decode_and_write, batch, refs, membership, out, "bench",
+                {"bench": "bench"}, expected,
+            )  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
     seconds["batches"] = metadata.num_row_groups
@@ -348,7 +366,7 @@ class TimedPredictor(pipeline.Predictor):
 
 
 def timeline(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool) -> None:
-    """One ``pipeline.run`` with every stage call timestamped; prints when each ran and the gaps.
+    """One ``annotate.run`` with every stage call timestamped; prints when each ran and the gaps.
 
     The stage functions and the actor class of ``biobert_ray.pipeline`` are swapped for logging wrappers
     for this run only (``pipeline.build`` looks them up when it is called).

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from biobert_ray import ingest, pretrain, train
+from biobert_ray import ingest, pretrain, runs, train
 from biobert_ray.config import FinetuneConfig, IngestConfig, PretrainConfig
 from biobert_ray.conll import read_conll
 from biobert_ray.models import default_base_model
@@ -71,6 +71,9 @@ def build_corpus(work: Path) -> tuple[str, dict[str, int]]:
         }
     )
     pq.write_table(table, corpus / "zz-other-text.parquet")
+    # pretraining reads only complete shards: mark this one as ingest would, its input being this script
+    identity = {"input": {"other_documents": len(docs)}}
+    runs.mark_complete(str(corpus), "zz-other-text", identity, [str(corpus / "zz-other-text.parquet")])
     medline = sum(pq.read_metadata(p).num_rows for p in corpus.glob("*.parquet")) - len(docs)
     return str(corpus), {"medline_articles": medline, "other_documents": len(docs)}
 
@@ -78,7 +81,7 @@ def build_corpus(work: Path) -> tuple[str, dict[str, int]]:
 def finetune_dev_f1(base_model: str, out: Path, train_samples: int) -> float:
     config = FinetuneConfig(
         train=str(NCBI / "train.tsv.gz"), dev=str(NCBI / "devel.tsv.gz"), entity_type="Disease",
-        base_model=base_model, out=str(out), num_workers=1, cpus_per_worker=2, epochs=2, batch_size=16,
+        base_model=base_model, out=str(out), num_workers=1, epochs=2, batch_size=16,
         max_train_samples=train_samples, max_seq_length=128, learning_rate=2e-4, warmup_ratio=0.0,
     )  # fmt: skip
     summary = train.finetune("ner", config, log=lambda *_: None)

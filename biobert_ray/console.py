@@ -56,6 +56,7 @@ def quiet_ray() -> None:
                 handler.setLevel(console_level)
         if not any(getattr(h, "baseFilename", None) == to_file.baseFilename for h in logger.handlers):
             logger.addHandler(to_file)
+    _raylet_messages_to(to_file)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     with contextlib.suppress(ImportError):
@@ -141,6 +142,35 @@ class Progress:
             self.bar.close()
         elif self.last_line > self.start:
             self.log(self.line().split(", eta")[0] + f" in {duration(time.perf_counter() - self.start)}")
+
+
+def _raylet_messages_to(handler: logging.Handler) -> None:
+    """Send the messages Ray's raylets broadcast to every driver (``(raylet) WARNING: 8 PYTHON worker
+    processes have been started ...``, ``A worker died ...``) to ``handler`` instead of the console.
+
+    Ray prints them from a thread of its own through ``ray._private.worker.print_to_stdstream``, below
+    its logging; this wraps that function. Worker output (``log_to_driver``) is off anyway; failures
+    that matter are reported by this package's summaries.
+    """
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_biobert_ray", False):
+        return
+
+    def print_to_stdstream(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        for line in data.get("lines", []):
+            handler.emit(
+                logging.makeLogRecord(
+                    {"name": "raylet", "levelno": logging.WARNING, "levelname": "WARNING", "msg": line}
+                )
+            )
+        return None
+
+    print_to_stdstream._biobert_ray = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream
 
 
 class Relay:

@@ -289,6 +289,8 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
 
     with relay.running(show):
         summary = trainer.fit().return_value
+    if progress.drawing:
+        progress.update(max(0, config.max_steps - progress.done))
     progress.close()
     wall = time.perf_counter() - started
     trained_tokens = (

@@ -309,6 +309,7 @@ def finetune(task_name: str, config: FinetuneConfig, log=print) -> dict[str, Any
 
     with loop_config["relay"].running(show):
         result = trainer.fit()
+    progress.update(max(0, total_steps - progress.done))  # steps after the last progress record
     progress.close()
     if dev_examples:
         best, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("dev_f1", -1.0))

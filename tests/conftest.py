@@ -220,3 +220,36 @@ def sample_articles(ray_local, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("sample") / "articles")
     ingest.run(IngestConfig(input=(str(SAMPLES / "pubmed"),), out=out), log=lambda *_: None)
     return out
+
+
+def medline_records(count: int) -> list[str]:
+    """The first ``count`` ``<MedlineCitation>`` records of the bundled 2016 MEDLINE file, as XML text."""
+    import gzip
+    import re
+
+    text = gzip.decompress((SAMPLES / "pubmed" / "medline16n0902.xml.gz").read_bytes()).decode()
+    return re.findall(r"<MedlineCitation .*?</MedlineCitation>", text, re.S)[:count]
+
+
+def write_medline(path: Path, records: list[str]) -> Path:
+    """``records`` as one MEDLINE file (gzipped when ``path`` ends in ``.gz``)."""
+    import gzip
+
+    data = f"<MedlineCitationSet>{''.join(records)}</MedlineCitationSet>".encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def medline_160(ray_local, tmp_path_factory) -> str:
+    """160 real abstracts ingested in two shards of 5 row groups each (16 articles per row group)."""
+    from biobert_ray import ingest
+    from biobert_ray.config import IngestConfig
+
+    inputs = tmp_path_factory.mktemp("medline")
+    records = medline_records(160)
+    write_medline(inputs / "pubmed25n0001.xml", records[:80])
+    write_medline(inputs / "pubmed25n0002.xml", records[80:])
+    out = str(tmp_path_factory.mktemp("articles") / "articles")
+    ingest.run(IngestConfig(input=(str(inputs),), out=out, rows_per_group=16), log=lambda *_: None)
+    return out

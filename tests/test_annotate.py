@@ -135,13 +135,13 @@ def test_int8_quantized_run_writes_the_same_table_shape(sample_articles, tiny_ne
     assert len(spans["int8"] & spans["fp32"]) >= 0.8 * len(spans["fp32"]) > 0, "int8 keeps most mentions"
 
 
-def test_each_row_group_is_its_own_task_and_block(sample_articles, tiny_ner_model, tmp_path):
+def test_each_row_group_is_its_own_task_and_block(medline_160, tiny_ner_model, tmp_path):
     """Ray Data must not bundle row groups: each is one read+encode task and one block for the actor.
 
     Bundled, the whole corpus reached the actor as one task, and decoding waited for the last forward.
     """
     config = AnnotateConfig(
-        articles=sample_articles, model=(tiny_ner_model,), out=str(tmp_path / "e"), cpus_per_actor=0.5
+        articles=medline_160, model=(tiny_ner_model,), out=str(tmp_path / "e"), cpus_per_actor=0.5
     )
     pending = annotation.plan(config, log=lambda *_: None)["pending"]
     work = [
@@ -151,7 +151,7 @@ def test_each_row_group_is_its_own_task_and_block(sample_articles, tiny_ner_mode
     ]
     dataset = pipeline.build(config, work, "test-run", {p["shard"]: p["digest"] for p in pending}, 0.5)
     summaries = list(dataset.iter_rows())
-    assert sum(s["articles"] for s in summaries) == 609
+    assert sum(s["articles"] for s in summaries) == 160
     operators = {
         line.split(": ")[0].split(" ", 2)[2]: line.split(": ")[1]
         for line in dataset.stats().splitlines()

@@ -47,13 +47,14 @@ def test_finetune_prints_its_progress_once_and_none_of_rays_lines(tiny_bert, tmp
         "finetune", "ner", "--train", str(ncbi / "train.tsv.gz"), "--dev", str(ncbi / "devel.tsv.gz"),
         "--entity-type", "Disease", "--base-model", tiny_bert, "--out", str(tmp_path / "model"),
         "--epochs", "2", "--max-train-samples", "200", "--max-eval-samples", "40", "--max-seq-length", "32",
-        "--batch-size", "16", "--num-workers", "2", "--cpus-per-worker", "0.5",
+        "--batch-size", "16", "--num-workers", "2",  # and no CPU flag: sized to fit, not a hang
     )  # fmt: skip
     noise = [line for line in lines if any(word in line for word in RAY_NOISE)]
     assert not noise, noise
     assert len(lines) == len(set(lines)), "every line is printed once"
     assert [line.split(":")[0] for line in lines if "dev F1" in line] == ["epoch 1", "epoch 2"]
     assert any(line.startswith("best epoch") for line in lines) and len(lines) < 20, lines
+    assert "2 training worker(s) x 0.75 CPUs" in lines[0], lines
 
 
 def test_ingest_prints_a_summary_and_nothing_of_ray_data(tmp_path):

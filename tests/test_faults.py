@@ -3,9 +3,7 @@ a second run on the same output. Each run's table must equal a clean run's, row 
 
 from __future__ import annotations
 
-import gzip
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,28 +15,17 @@ import polars as pl
 import psutil
 import pytest
 import ray
-from conftest import REPO, SAMPLES
+from conftest import REPO
 
-from biobert_ray import annotate, ingest, lease, pipeline
-from biobert_ray.config import AnnotateConfig, IngestConfig
+from biobert_ray import annotate, lease, pipeline
+from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
-RECORD = re.compile(r"<MedlineCitation .*?</MedlineCitation>", re.S)
 
 
 @pytest.fixture(scope="module")
-def articles(tmp_path_factory) -> str:
-    """160 real abstracts in two shards of 5 row groups each (16 articles per row group)."""
-    inputs = tmp_path_factory.mktemp("medline")
-    records = RECORD.findall(
-        gzip.decompress((SAMPLES / "pubmed" / "medline16n0902.xml.gz").read_bytes()).decode()
-    )
-    for number, chunk in enumerate((records[:80], records[80:160]), start=1):
-        body = "".join(chunk)
-        (inputs / f"pubmed25n000{number}.xml").write_text(f"<MedlineCitationSet>{body}</MedlineCitationSet>")
-    out = str(tmp_path_factory.mktemp("articles") / "articles")
-    ingest.run(IngestConfig(input=(str(inputs),), out=out, rows_per_group=16), log=lambda *_: None)
-    return out
+def articles(medline_160) -> str:
+    return medline_160
 
 
 def config(articles: str, model: str, out: Path, **kw) -> AnnotateConfig:

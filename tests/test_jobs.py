@@ -21,7 +21,7 @@ def test_ingest_job(ray_head, tmp_path):
     assert (out / "_run.json").exists()
 
 
-def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, tmp_path):
+def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, medline_160, tmp_path):
     ncbi = SAMPLES / "ncbi_disease"
     model, scores, entities = tmp_path / "model", tmp_path / "scores.json", tmp_path / "entities"
     finetune = [
@@ -50,11 +50,7 @@ def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, tmp_path):
         f"overall{overall['precision']:>11.4f}{overall['recall']:>11.4f}{overall['f1']:>11.4f}{960:>11d}"
     )
     assert printed in logs, "the printed scores are the saved ones"
-    articles = tmp_path / "articles"
-    submit_job(
-        ray_head, "python", "jobs/ingest.py", "--input", str(SAMPLES / "pubmed"), "--out", str(articles)
-    )
-    annotate = ["python", "jobs/annotate.py", "ner", "--articles", str(articles), "--model", str(model)]
+    annotate = ["python", "jobs/annotate.py", "ner", "--articles", medline_160, "--model", str(model)]
     logs = submit_job(ray_head, *annotate, "--out", str(entities), "--cpus-per-actor", "0.5")
-    assert "609 articles" in logs
+    assert "2 processed, 0 skipped, 0 failed), 160 articles" in logs
     assert pl.scan_parquet(entities / "*.parquet").select(pl.col("pmid").n_unique()).collect().item() > 0

@@ -15,8 +15,8 @@ from biobert_ray.config import AnnotateConfig
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
 
 
-def test_entities_notebook_executes(sample_articles, tiny_ner_model, tmp_path, monkeypatch):
-    shutil.copytree(sample_articles, tmp_path / "articles")
+def test_entities_notebook_executes(medline_160, tiny_ner_model, tmp_path, monkeypatch):
+    shutil.copytree(medline_160, tmp_path / "articles")
     config = AnnotateConfig(
         articles=str(tmp_path / "articles"),
         model=(tiny_ner_model,),
@@ -33,4 +33,4 @@ def test_entities_notebook_executes(sample_articles, tiny_ner_model, tmp_path, m
     assert not [o for o in outputs if o.output_type == "error"]
     assert (tmp_path / "top_entities.png").stat().st_size > 1000
     printed = "".join(o.get("text", "") for o in outputs)
-    assert "mentions in" in printed and "of 609 articles" in printed
+    assert "mentions in" in printed and "of 160 articles" in printed

@@ -16,9 +16,13 @@ SEQ_LEN, GLOBAL_BATCH = 64, 16
 
 
 def small_run(corpus: str, out: str, **overrides) -> PretrainConfig:
-    """2 workers x micro-batch 4 x 2 accumulation; titles only: about 23 steps per epoch."""
+    """2 workers x micro-batch 4 x 2 accumulation; titles only: about 23 steps per epoch.
+
+    No CPU reservation is given: two workers at Ray's default of 1 CPU each hung this 2-core machine
+    (nothing was left for the packing tasks); they must be sized to fit.
+    """
     options = {
-        "corpus": corpus, "out": out, "num_workers": 2, "cpus_per_worker": 0.5, "seq_len": SEQ_LEN,
+        "corpus": corpus, "out": out, "num_workers": 2, "seq_len": SEQ_LEN,
         "micro_batch": 4, "global_batch": GLOBAL_BATCH, "max_steps": 30, "checkpoint_every": 5,
         "keep_checkpoints": 2, "eval_every": 10, "eval_documents": 16, "log_every": 5, "learning_rate": 3e-3,
         "text_columns": ("title",), "max_failures": 0, **overrides,
@@ -53,8 +57,10 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_finishes(
     run_dir = storage.join(f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain"))
     monkeypatch.setenv(pretrain.FAIL_AT_STEP_ENV, "13")
     config = small_run(sample_articles, out, base_model=tiny_bert)
+    said: list[str] = []
     with pytest.raises(ray.train.TrainingFailedError, match="injected failure after step 13"):
-        pretrain.run(config, log=print)
+        pretrain.run(config, log=said.append)
+    assert any("2 training worker(s) x 0.75 CPUs" in line for line in said), said
     assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 10
     assert not storage.exists(storage.join(out, models.METADATA_FILE))
     with pytest.raises(ValueError, match="pass --resume"):
