@@ -4,7 +4,6 @@ with ``weights_only=True`` (a pickle that would run code is refused, never run).
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ import ray.train
 import torch
 from conftest import SAMPLES
 
-from biobert_ray import pretrain, raytrain, storage, train
-from biobert_ray.config import FinetuneConfig, PretrainConfig
-from biobert_ray.pretrain_loop import latest_state
+from biobert_ray import raytrain, storage, train
+from biobert_ray.config import FinetuneConfig
 from biobert_ray.tasks import get_task
 
 NCBI = SAMPLES / "ncbi_disease"
@@ -155,44 +153,3 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
 
 
 # -- pretraining on Ray Train ------------------------------------------------------------------------
-
-
-def pretrain_config(corpus: str, out: str, base_model: str, **overrides) -> PretrainConfig:
-    """1 worker x 4 sequences, 6 steps, a checkpoint every 2 steps, the last 2 kept, no evaluation."""
-    options = {
-        "corpus": corpus, "out": out, "base_model": base_model, "num_workers": 1, "cpus_per_worker": 0.5,
-        "seq_len": 64, "micro_batch": 4, "global_batch": 4, "max_steps": 6, "checkpoint_every": 2,
-        "keep_checkpoints": 2, "eval_documents": 0, "log_every": 2, "learning_rate": 3e-3,
-        "text_columns": ("title",), "max_failures": 0, **overrides,
-    }  # fmt: skip
-    return PretrainConfig(**options)
-
-
-@pytest.mark.timeout(300)
-def test_pretrain_resume_skips_an_unloadable_latest_checkpoint(
-    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch, caplog
-):
-    out = str(tmp_path / "model")
-    storage_path, run_name = f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain")
-    run_dir = storage.join(storage_path, run_name)
-    monkeypatch.setenv(pretrain.FAIL_AT_STEP_ENV, "5")
-    with pytest.raises(ray.train.TrainingFailedError, match="injected failure after step 5"):
-        pretrain.run(pretrain_config(sample_articles, out, tiny_bert), log=print)
-    assert checkpoint_dirs(run_dir) == ["checkpoint_00000002", "checkpoint_00000004"]
-    truncate(Path(run_dir) / "checkpoint_00000004" / "model.safetensors")
-
-    # the driver (resume check, data plan) takes the same checkpoint as the workers: the newest that loads
-    with caplog.at_level(logging.WARNING, logger="biobert_ray.raytrain"):
-        assert latest_state(storage_path, run_name)["step"] == 2
-    assert any(
-        "checkpoint checkpoint_00000004 of" in r.message and "resuming from checkpoint_00000002" in r.message
-        for r in caplog.records
-    )
-    summary = pretrain.run(pretrain_config(sample_articles, out, tiny_bert, resume=True), log=print)
-    assert summary["resumed"]["step"] == 2 and summary["resumed"]["sequences_consumed"] == 2 * 4
-    assert summary["start_step"] == 2 and summary["steps"] == 6
-    records = [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["event"] == "train"] == [2, 4, 6]  # each step once
-    # step 4 was checkpointed again beside the broken one; Ray Train then deleted the broken one (keep 2)
-    assert checkpoint_dirs(run_dir) == ["checkpoint_00000004_1", "checkpoint_00000006"]
-    assert latest_state(storage_path, run_name)["step"] == 6

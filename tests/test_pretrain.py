@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import pytest
 import ray.train
@@ -50,8 +52,8 @@ def test_options_that_do_not_fit_are_refused(capsys):
 
 
 @pytest.mark.timeout(420)
-def test_interrupted_run_resumes_from_its_checkpoint_and_finishes(
-    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch
+def test_interrupted_run_resumes_from_its_newest_loadable_checkpoint_and_finishes(
+    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch, caplog
 ):
     out = str(tmp_path / "model")
     run_dir = storage.join(f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain"))
@@ -61,17 +63,27 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_finishes(
     with pytest.raises(ray.train.TrainingFailedError, match="injected failure after step 13"):
         pretrain.run(config, log=said.append)
     assert any("2 training worker(s) x 0.75 CPUs" in line for line in said), said
-    assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 10
+    assert checkpoint_dirs(run_dir) == ["checkpoint_00000005", "checkpoint_00000010"]
     assert not storage.exists(storage.join(out, models.METADATA_FILE))
+    # the newest checkpoint is corrupt: the driver (resume check, data plan) and the workers both take
+    # the newest one that loads, and say so
+    weights = Path(run_dir) / "checkpoint_00000010" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="biobert_ray.raytrain"):
+        assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 5
+    assert any(
+        "checkpoint checkpoint_00000010 of" in r.message and "resuming from checkpoint_00000005" in r.message
+        for r in caplog.records
+    )
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain.run(config)
 
     with pytest.raises(ValueError, match="differ from the checkpoint's"):
         pretrain.run(small_run(sample_articles, out, base_model=tiny_bert, resume=True, seq_len=32))
     summary = pretrain.run(small_run(sample_articles, out, base_model=tiny_bert, resume=True), log=print)
-    assert summary["start_step"] == 10 and summary["steps"] == 30 and summary["epoch"] == 1
-    # the resumed data plan skipped exactly what the first 10 steps consumed, in the one shard it read
-    assert summary["resumed"]["sequences_consumed"] == 10 * GLOBAL_BATCH
+    assert summary["start_step"] == 5 and summary["steps"] == 30 and summary["epoch"] == 1
+    # the resumed data plan skipped exactly what the first 5 steps consumed, in the one shard it read
+    assert summary["resumed"]["sequences_consumed"] == 5 * GLOBAL_BATCH
     assert summary["resumed"]["shards_partial"] == 1
 
     records = read_metrics(run_dir)
@@ -82,6 +94,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_finishes(
     assert train[-1]["loss"] < train[0]["loss"] - 0.5 and evals[-1]["loss"] < evals[0]["loss"]
     assert all(r["tokens_per_second"] > 0 and r["learning_rate"] >= 0 for r in train)
     assert checkpoint_dirs(run_dir) == ["checkpoint_00000025", "checkpoint_00000030"]  # keep_checkpoints=2
+    assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 30
 
     metadata = models.read_metadata(out)
     assert metadata["task"] == "mlm" and metadata["steps"] == 30 and metadata["corpus"] == sample_articles
