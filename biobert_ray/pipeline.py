@@ -437,7 +437,9 @@ def build(
                 "use_gpu": config.use_gpu, "quantize": config.quantize, "threads": threads,
                 "precision": config.precision, "kill_at_pmid": int(kill_at) if kill_at else None,
             },
-            compute=ray.data.ActorPoolStrategy(size=config.num_actors),
+            # one row group at a time per actor: a process that dies takes only its own row group with
+            # it, not a queued one (which would spend its retries on another's fault)
+            compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_tasks_in_flight_per_actor=1),
             batch_size=None, batch_format="pyarrow",
             num_gpus=1 if config.use_gpu else 0, num_cpus=cpus_per_actor,
             max_restarts=-1, max_task_retries=RETRIES,

@@ -135,14 +135,22 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
     torch.save({**state, "scheduler": RunsCode(marker)}, state_file)
 
     # the same run again (as after a crash): it refuses epoch 1's checkpoint, resumes from epoch 0's
-    error, again = None, {}
+    error, again, said = None, {}, []
     try:
-        again = train.finetune("ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0))
+        again = train.finetune(
+            "ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0), log=said.append
+        )
     except ray.train.TrainingFailedError as exc:
         error = exc
     assert not marker.exists(), "resuming ran the code pickled in the state file"
     assert error is None, error
     assert again["run_name"] == first["run_name"] and again["resumed_from_epoch"] == 1
+    assert any(
+        "checkpoint_epoch_0001" in line
+        and "failed to load" in line
+        and "resuming from checkpoint_epoch_0000" in line
+        for line in said
+    ), said  # and says so on the console
     names = checkpoint_dirs(str(run_dir))
     assert names == ["checkpoint_epoch_0000", "checkpoint_epoch_0001"]
     # epoch 1 was trained again into its directory: every checkpoint of the run loads now
