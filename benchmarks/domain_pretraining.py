@@ -29,10 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from biobert_ray import ingest, pretrain, runs, train
+from biobert_ray import finetune, ingest, pretrain, runs
 from biobert_ray.config import FinetuneConfig, IngestConfig, PretrainConfig
-from biobert_ray.conll import read_conll
 from biobert_ray.models import default_base_model
+from biobert_ray.tasks.conll import read_conll
+from biobert_ray.tasks.ner import NerOptions
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NCBI = Path(__file__).resolve().parents[1] / "biobert_ray" / "sample_data" / "ncbi_disease"
@@ -80,11 +81,11 @@ def build_corpus(work: Path) -> tuple[str, dict[str, int]]:
 
 def finetune_dev_f1(base_model: str, out: Path, train_samples: int) -> float:
     config = FinetuneConfig(
-        train=str(NCBI / "train.tsv.gz"), dev=str(NCBI / "devel.tsv.gz"), entity_type="Disease",
+        train=str(NCBI / "train.tsv.gz"), dev=str(NCBI / "devel.tsv.gz"),
         base_model=base_model, out=str(out), num_workers=1, epochs=2, batch_size=16,
         max_train_samples=train_samples, max_seq_length=128, learning_rate=2e-4, warmup_ratio=0.0,
     )  # fmt: skip
-    summary = train.finetune("ner", config, log=lambda *_: None)
+    summary = finetune.finetune("ner", config, NerOptions(entity_type="Disease"), log=lambda *_: None)
     return summary["dev_scores"]["overall"]["f1"]
 
 

@@ -18,7 +18,7 @@ Faults, each in its own output directory under ``--work``:
 
 1. **clean**: one ``annotate.run``; the reference table.
 2. **actor killed**: SIGKILL to the Predictor actor's process when the first part file appears.
-3. **row group that always kills its actor**: ``pipeline.KILL_AT_PMID_ENV`` set to a PMID of row group
+3. **row group that always kills its actor**: ``stages.KILL_AT_PMID_ENV`` set to a PMID of row group
    3 of ``medline16n0902``; the run must fail with that row group in ``_errors``; then a rerun without it.
 4. **driver killed**: ``python -m biobert_ray.cli annotate ner ... --address <this Ray>`` killed with
    SIGKILL at its first part file, then the same run in this process (it takes over the lease).
@@ -70,7 +70,8 @@ import psutil
 import pyarrow.parquet as pq
 import ray
 
-from biobert_ray import annotate, ingest, lease, models, pipeline
+from biobert_ray import annotate, ingest, lease, models
+from biobert_ray.annotate import stages
 from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
 from biobert_ray.samples import sample_path
@@ -168,12 +169,12 @@ def annotate_config(bench: Bench, out: Path, model: str | None = None, **kw: Any
 
 
 def start_run(config: AnnotateConfig, log: Callable[[str], None]) -> tuple[threading.Thread, dict[str, Any]]:
-    """``annotate.run(config)`` in a thread; its report (or exception) lands in the returned dict."""
+    """``annotate.run("ner", config)`` in a thread; its report (or exception) lands in the returned dict."""
     result: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            result["report"] = annotate.run(config, log=log)
+            result["report"] = annotate.run("ner", config, log=log)
         except BaseException as exc:
             result["error"] = exc
 
@@ -296,7 +297,7 @@ def clean_run(bench: Bench, outcome: Outcome) -> None:
     """1. One run, nothing injected: the reference table."""
     out = fresh(bench.work / "1-clean" / "entities")
     lines: list[str] = []
-    report = annotate.run(annotate_config(bench, out), log=logger(lines, bench.verbose))
+    report = annotate.run("ner", annotate_config(bench, out), log=logger(lines, bench.verbose))
     outcome.happened.append(f"status {describe(report)}")
     outcome.expect(
         report["status"] == "ok" and report["counts"]["articles"] == 609, "not ok with 609 articles"
@@ -337,14 +338,14 @@ def poisoned_row_group(bench: Bench, outcome: Outcome) -> None:
     shard = pq.ParquetFile(Path(bench.articles) / f"{BIG_SHARD}.parquet")
     poisoned = shard.read_row_group(POISONED_ROW_GROUP, columns=["pmid"])["pmid"][0].as_py()
     lines: list[str] = []
-    os.environ[pipeline.KILL_AT_PMID_ENV] = str(poisoned)
+    os.environ[stages.KILL_AT_PMID_ENV] = str(poisoned)
     try:
         with PredictorWatch() as watch:
             started = time.perf_counter()
-            report = annotate.run(annotate_config(bench, out), log=logger(lines, bench.verbose))
+            report = annotate.run("ner", annotate_config(bench, out), log=logger(lines, bench.verbose))
             failing_seconds = time.perf_counter() - started
     finally:
-        del os.environ[pipeline.KILL_AT_PMID_ENV]
+        del os.environ[stages.KILL_AT_PMID_ENV]
     failed = [
         (s["name"], f["row_group"], f["reason"])
         for s in report["shards"]
@@ -375,7 +376,7 @@ def poisoned_row_group(bench: Bench, outcome: Outcome) -> None:
     )  # fmt: skip
 
     lines.clear()
-    again = annotate.run(annotate_config(bench, out), log=logger(lines, bench.verbose))
+    again = annotate.run("ner", annotate_config(bench, out), log=logger(lines, bench.verbose))
     reusing = [line for line in lines if "reusing" in line]
     outcome.happened.append(f"rerun: status {describe(again)}; {reusing[0] if reusing else 'reused no part'}")
     outcome.expect(again["status"] == "ok", "the rerun did not end ok")
@@ -413,7 +414,7 @@ def driver_killed(bench: Bench, outcome: Outcome) -> None:
         f"lease left behind: {lease_left}; {tmp_before} *.tmp-* file(s)"
     )
     lines: list[str] = []
-    report = annotate.run(annotate_config(bench, out), log=logger(lines, bench.verbose))
+    report = annotate.run("ner", annotate_config(bench, out), log=logger(lines, bench.verbose))
     takeover = [line for line in lines if "taking over the lease" in line]
     reusing = [line for line in lines if "reusing" in line]
     tmp_after = len(temporaries(out))
@@ -444,7 +445,7 @@ def concurrent_run(bench: Bench, outcome: Outcome) -> None:
     wait_for(lambda: (out / lease.LEASE_FILE).exists() or not thread.is_alive(), "the first run's lease")
     refused: str | None = None
     try:
-        second = annotate.run(annotate_config(bench, out), log=logger([], bench.verbose))
+        second = annotate.run("ner", annotate_config(bench, out), log=logger([], bench.verbose))
         outcome.happened.append(f"second run NOT refused: status {describe(second)}")
     except lease.LeaseHeldError as exc:
         refused = str(exc)
@@ -461,10 +462,12 @@ def capped_run(bench: Bench, outcome: Outcome) -> None:
     """6. ``max_articles=100``, then the same run without the cap into the same output."""
     out = fresh(bench.work / "6-capped" / "entities")
     lines: list[str] = []
-    capped = annotate.run(annotate_config(bench, out, max_articles=100), log=logger(lines, bench.verbose))
+    capped = annotate.run(
+        "ner", annotate_config(bench, out, max_articles=100), log=logger(lines, bench.verbose)
+    )
     outcome.happened.append(f"capped: status {describe(capped)}")
     lines.clear()
-    full = annotate.run(annotate_config(bench, out), log=logger(lines, bench.verbose))
+    full = annotate.run("ner", annotate_config(bench, out), log=logger(lines, bench.verbose))
     redone = sum("was capped" in line for line in lines)
     outcome.happened.append(f"uncapped: {redone} shard(s) redone as 'was capped'; status {describe(full)}")
     outcome.expect(capped["counts"]["articles"] == 100, "the capped run did not take 100 articles")
@@ -479,10 +482,12 @@ def changed_model(bench: Bench, outcome: Outcome) -> None:
     base = fresh(bench.work / "7-changed-model")
     out, copy = base / "entities", base / "model-copy"
     shutil.copytree(bench.model, copy)
-    first = annotate.run(annotate_config(bench, out), log=logger([], bench.verbose))
+    first = annotate.run("ner", annotate_config(bench, out), log=logger([], bench.verbose))
     outcome.happened.append(f"model M: status {describe(first)}")
     lines: list[str] = []
-    second = annotate.run(annotate_config(bench, out, model=str(copy)), log=logger(lines, bench.verbose))
+    second = annotate.run(
+        "ner", annotate_config(bench, out, model=str(copy)), log=logger(lines, bench.verbose)
+    )
     why = sorted({line.split(": ", 1)[-1] for line in lines if line.startswith("redo")})
     outcome.happened.append(
         f"copy of M: redo because {'; '.join(why) or 'nothing'}; status {describe(second)}"
@@ -511,7 +516,7 @@ def corrupt_input(bench: Bench, outcome: Outcome) -> None:
     outcome.happened.append(f"ingest of the cut file: {broken['status']} ({failures[:100]})")
     kept = articles / f"{BIG_SHARD}.parquet"
     half = pq.ParquetFile(kept).metadata.num_rows if kept.exists() else 0
-    first = annotate.run(annotate_config(bench, out, articles=str(articles)), log=log)
+    first = annotate.run("ner", annotate_config(bench, out, articles=str(articles)), log=log)
     not_read = [Path(i["shard"]).name for i in first["incomplete_inputs"]]
     outcome.happened.append(
         f"annotate: status {describe(first)}; not read: {', '.join(not_read) or 'none'} "
@@ -522,7 +527,7 @@ def corrupt_input(bench: Bench, outcome: Outcome) -> None:
     outcome.happened.append(
         f"re-ingest: {fixed['status']}, {fixed['counts']['files_processed']} file(s) processed"
     )
-    second = annotate.run(annotate_config(bench, out, articles=str(articles)), log=log)
+    second = annotate.run("ner", annotate_config(bench, out, articles=str(articles)), log=log)
     outcome.happened.append(f"annotate again: status {describe(second)}")
     outcome.expect(broken["status"] == "failed", "the ingest of the cut file did not fail")
     outcome.expect(

@@ -4,16 +4,17 @@ The recipe every Hugging Face token-classification example uses, with nothing of
 path, so that ``biobert-ray finetune ner`` can be compared with it on the same hyper-parameters:
 
 - data: the bundled NCBI-disease files (``biobert_ray/sample_data/ncbi_disease``), read with
-  ``biobert_ray.conll.read_conll(path, entity_type="Disease")`` (untyped ``B``/``I``/``O`` become
+  ``biobert_ray.tasks.conll.read_conll(path, entity_type="Disease")`` (untyped ``B``/``I``/``O`` become
   ``B-Disease``/``I-Disease``); labels ``O``, ``B-Disease``, ``I-Disease``;
 - encoding: the fast tokenizer on pre-split words, truncated at ``--max-length`` sub-tokens (128), the
   word's label on its first sub-token and -100 on the others and on special tokens;
 - training: ``Trainer`` with its defaults (AdamW, linear schedule, gradient clipping at 1.0, no weight
   decay), ``DataCollatorForTokenClassification`` (dynamic padding), warm-up ``--warmup-ratio``, on CPU,
   no checkpoints; the model of the last epoch is scored;
-- scoring: strict IOB2 entity precision / recall / F1 on the test set (``biobert_ray.metrics.entity_scores``,
-  equal to ``seqeval`` in strict IOB2 mode; with ``seqeval`` installed its F1 is printed beside it for a
-  check). Words cut off by truncation are predicted ``O``, so every gold entity counts.
+- scoring: strict IOB2 entity precision / recall / F1 on the test set
+  (``biobert_ray.tasks.iob2.entity_scores``, equal to ``seqeval`` in strict IOB2 mode; with ``seqeval``
+  installed its F1 is printed beside it for a check). Words cut off by truncation are predicted ``O``,
+  so every gold entity counts.
 
     HF_HUB_OFFLINE=1 python benchmarks/ner_baseline.py --epochs 3 --learning-rate 5e-5 --batch-size 32 \\
         --warmup-ratio 0 --out /tmp/bench_ner/baseline.json
@@ -44,8 +45,10 @@ from transformers import (
     set_seed,
 )
 
-from biobert_ray import conll, metrics, models
+from biobert_ray import models
 from biobert_ray.samples import sample_path
+from biobert_ray.tasks import conll
+from biobert_ray.tasks import iob2 as metrics
 
 IGNORE = -100
 LABELS = ["O", "B-Disease", "I-Disease"]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from biobert_ray import config as cfg
-from biobert_ray import console, runs, samples, storage
+from biobert_ray import console, runs, samples, storage, tasks
 
 
 def print_ingest_summary(report: dict[str, Any]) -> None:
@@ -62,25 +62,36 @@ def query_articles_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def task_configs(config_cls: type, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The job's config and the task's options (``args.task``) from the command line and ``--config``."""
+    options_cls = tasks.task_class(args.task).Options
+    config = cfg.from_args(config_cls, args, others=(options_cls,))
+    return config, cfg.from_args(options_cls, args, others=(config_cls,))
+
+
 def finetune_command(args: argparse.Namespace) -> int:
     """``biobert-ray finetune TASK``: fine-tune with Ray Train, export the best model, print its scores."""
-    from biobert_ray import metrics, train
+    from biobert_ray import finetune
 
-    config = cfg.from_args(cfg.FinetuneConfig, args)
-    summary = train.finetune(args.task, config)
+    config, options = task_configs(cfg.FinetuneConfig, args)
+    summary = finetune.finetune(args.task, config, options)
     print(f"best epoch {summary['best_epoch'] + 1}; model saved to {config.out}")
     if summary["dev_scores"]:
-        print(metrics.format_report(summary["dev_scores"]))
+        print(tasks.make_task(args.task, options).report(summary["dev_scores"]))
     return 0
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """``biobert-ray evaluate TASK``: score a model on a labelled file, print (and save) the report."""
-    from biobert_ray import evaluation, metrics
+    """``biobert-ray evaluate TASK``: score a model on a labelled file, print (and save) the report.
 
-    result = evaluation.evaluate(cfg.from_args(cfg.EvaluateConfig, args))
+    A model fine-tuned for another task is refused (exit status 2).
+    """
+    from biobert_ray import evaluation
+
+    config, options = task_configs(cfg.EvaluateConfig, args)
+    result = evaluation.evaluate(args.task, config, options)
     print(f"{result['model']} on {result['data']} ({result['examples']} examples)")
-    print(metrics.format_report(result))
+    print(tasks.make_task(args.task, options).report(result))
     return 0
 
 
@@ -88,10 +99,10 @@ def print_annotate_summary(report: dict[str, Any]) -> None:
     """Print the counts of an annotate run and name every failed shard, row group and unread input."""
     c = report["counts"]
     print(
-        f"annotate: {c['shards']} shards ({c['shards_processed']} processed, {c['shards_skipped']} skipped, "
-        f"{c['shards_failed']} failed), {c['articles']} articles, {c['sentences']} sentences -> "
-        f"{c['rows']} rows; {report['wall_seconds']:.1f}s, "
-        f"{report['articles_per_second'] or 0:.1f} articles/s"
+        f"annotate {report['task']}: {c['shards']} shards ({c['shards_processed']} processed, "
+        f"{c['shards_skipped']} skipped, {c['shards_failed']} failed), {c['articles']} articles, "
+        f"{c['units']} {report['unit_name']} -> {c['rows']} {report['table']} rows; "
+        f"{report['wall_seconds']:.1f}s, {report['articles_per_second'] or 0:.1f} articles/s"
     )
     out = report["config"]["out"]
     if report.get("error"):
@@ -109,11 +120,13 @@ def print_annotate_summary(report: dict[str, Any]) -> None:
 def annotate_command(args: argparse.Namespace) -> int:
     """``biobert-ray annotate TASK``: run models over an articles table, print the run summary.
 
-    Exit status 1 when a row group failed or an input shard was incomplete.
+    Exit status 1 when a row group failed or an input shard was incomplete; 2 when a model was
+    fine-tuned for another task.
     """
     from biobert_ray import annotate
 
-    report = annotate.run(cfg.from_args(cfg.AnnotateConfig, args))
+    config, options = task_configs(cfg.AnnotateConfig, args)
+    report = annotate.run(args.task, config, options)
     print_annotate_summary(report)
     return 0 if report["status"] == "ok" else 1
 
@@ -175,7 +188,8 @@ def demo_command(args: argparse.Namespace) -> int:
     Ingest the bundled MEDLINE sample, fine-tune NER on 2,000 NCBI-disease training sentences from
     all-MiniLM-L6-v2, evaluate on the NCBI-disease test set, annotate the sample, query the entities.
     """
-    from biobert_ray import annotate, evaluation, ingest, metrics, query, train
+    from biobert_ray import annotate, evaluation, finetune, ingest, query
+    from biobert_ray.tasks.ner import NerOptions
 
     out = args.out_dir
     articles, model, entities = (storage.join(out, name) for name in ("articles", "ner-disease", "entities"))
@@ -184,31 +198,27 @@ def demo_command(args: argparse.Namespace) -> int:
     print_ingest_summary(report)
 
     print(f"[2/5] fine-tune NER (Disease) on {args.train_sentences} NCBI-disease sentences -> {model}")
-    finetune = cfg.FinetuneConfig(
-        train=samples.ncbi_disease("train"), dev=samples.ncbi_disease("devel"), entity_type="Disease",
-        out=model, max_train_samples=args.train_sentences, epochs=2, batch_size=16, learning_rate=2e-4,
+    training = cfg.FinetuneConfig(
+        train=samples.ncbi_disease("train"), dev=samples.ncbi_disease("devel"), out=model,
+        max_train_samples=args.train_sentences, epochs=2, batch_size=16, learning_rate=2e-4,
         warmup_ratio=0.0, max_seq_length=128, num_workers=1,
         run_name=f"demo-{runs.new_run_id()}",
     )  # fmt: skip
-    summary = train.finetune("ner", finetune, log=print)
+    ner = tasks.make_task("ner", NerOptions(entity_type="Disease"))
+    summary = finetune.finetune("ner", training, ner.options, log=print)
     print(f"best dev F1 {summary['dev_scores']['overall']['f1']:.4f} (epoch {summary['best_epoch'] + 1})")
 
     print("[3/5] evaluate on the NCBI-disease test set")
-    result = evaluation.evaluate(cfg.EvaluateConfig(model=model, data=samples.ncbi_disease("test")))
-    print(metrics.format_report(result))
+    result = evaluation.evaluate("ner", cfg.EvaluateConfig(model=model, data=samples.ncbi_disease("test")))
+    print(ner.report(result))
 
     print(f"[4/5] annotate the sample -> {entities}")
     report = annotate.run(
-        cfg.AnnotateConfig(
-            articles=articles,
-            model=(model,),
-            out=entities,
-            overwrite=True,
-        )
+        "ner", cfg.AnnotateConfig(articles=articles, model=(model,), out=entities, overwrite=True)
     )
     c = report["counts"]
     print(
-        f"{c['articles']} articles, {c['sentences']} sentences -> {c['rows']} entities, "
+        f"{c['articles']} articles, {c['units']} sentences -> {c['rows']} entities, "
         f"{report['articles_per_second']:.1f} articles/s"
     )
 
@@ -254,25 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=query_entities_command)
 
-    tasks = ["ner"]
-    p = sub.add_parser("finetune", parents=[common], help="fine-tune a task head with Ray Train")
-    p.add_argument("task", choices=tasks)
-    cfg.add_arguments(p, cfg.FinetuneConfig)
-    p.set_defaults(func=finetune_command)
-
-    p = sub.add_parser(
-        "evaluate", parents=[common], help="score a fine-tuned model with the task's official metric"
+    task_commands = (
+        ("finetune", cfg.FinetuneConfig, finetune_command, "fine-tune a task head with Ray Train"),
+        ("evaluate", cfg.EvaluateConfig, evaluate_command, "score a fine-tuned model with the task's metric"),
+        ("annotate", cfg.AnnotateConfig, annotate_command, "run fine-tuned models over an articles table"),
     )
-    p.add_argument("task", choices=tasks)
-    cfg.add_arguments(p, cfg.EvaluateConfig)
-    p.set_defaults(func=evaluate_command)
-
-    p = sub.add_parser(
-        "annotate", parents=[common], help="run fine-tuned models over an articles table with Ray Data"
-    )
-    p.add_argument("task", choices=tasks)
-    cfg.add_arguments(p, cfg.AnnotateConfig)
-    p.set_defaults(func=annotate_command)
+    for command, config_cls, func, help_text in task_commands:
+        p = sub.add_parser(command, parents=[common], help=help_text)
+        per_task = p.add_subparsers(dest="task", required=True, metavar="TASK")
+        for name, task_cls in sorted(tasks.TASKS.items()):
+            t = per_task.add_parser(name, parents=[common], help=(task_cls.__doc__ or "").splitlines()[0])
+            cfg.add_arguments(t, config_cls)
+            cfg.add_arguments(t, task_cls.Options, command=command)
+            t.set_defaults(func=func)
 
     p = sub.add_parser(
         "pretrain", parents=[common], help="masked-LM pretraining of a BERT on an articles table (Ray Train)"

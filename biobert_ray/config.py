@@ -58,10 +58,11 @@ class TrainConfig:
         "CPUs reserved per worker (default: 1 on GPUs or a cluster; on one machine, its CPUs shared)",
     )
     learning_rate: float = option(5e-5, "peak AdamW learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    weight_decay: float = option(0.0, "AdamW weight decay (not on biases and LayerNorm weights)")
+    adam_epsilon: float = option(1e-8, "AdamW epsilon")
     warmup_ratio: float = option(0.1, "fraction of steps with linear warm-up, then linear decay")
     seed: int = option(42, "random seed")
-    storage_path: str | None = option(None, "Ray Train checkpoint storage (default: <out>/_checkpoints)")
+    storage_path: str | None = option(None, "Ray Train checkpoint storage (default: <out>.checkpoints)")
     max_failures: int = option(
         2, "Ray Train retries after a worker failure, resuming from the last checkpoint"
     )
@@ -77,7 +78,6 @@ class FinetuneConfig(TrainConfig):
 
     train: str = required("training file (local or s3://)")
     dev: str | None = option(None, "development file: model selection and early reporting")
-    entity_type: str | None = option(None, "entity type of untyped B/I/O tags (NER)")
     epochs: int = option(3, "training epochs")
     batch_size: int = option(32, "global batch size (split across workers)")
     max_seq_length: int = option(
@@ -95,7 +95,6 @@ class EvaluateConfig:
     model: str = required("fine-tuned model: local directory or s3:// URI")
     data: str = required("labelled file (local or s3://)")
     out: str | None = option(None, "write the scores as JSON here")
-    entity_type: str | None = option(None, "entity type of untyped B/I/O tags (default: the model's)")
     batch_size: int = option(64, "sequences per forward pass")
     max_seq_length: int | None = option(
         None, "window length in sub-tokens (default: the model's training value)"
@@ -143,6 +142,7 @@ class PretrainConfig(TrainConfig):
     """``biobert-ray pretrain``: continue masked-LM pretraining on an articles table."""
 
     storage_path: str | None = option(None, "Ray Train run storage (default: <out>.checkpoints)")
+    adam_epsilon: float = option(1e-6, "AdamW epsilon (BERT's pretraining value)")
     corpus: str = required("articles table directory written by ingest (local or s3://)")
     text_columns: tuple[str, ...] = option(("title", "abstract"), "text columns of the corpus to train on")
     seq_len: int = option(128, "tokens per packed sequence")
@@ -176,12 +176,16 @@ def _base_type(tp: Any) -> Any:
     return tp
 
 
-def add_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--option`` per field of ``config_cls`` (except ``skip``) and a ``--config`` YAML option."""
+def add_arguments(parser: argparse.ArgumentParser, config_cls: type, command: str | None = None) -> None:
+    """Add one ``--option`` per field of ``config_cls`` and, for a job's config, a ``--config`` YAML option.
+
+    With ``command`` (a task's options), only the fields whose ``commands`` metadata names it.
+    """
     hints = typing.get_type_hints(config_cls)
-    parser.add_argument("--config", help="YAML file of option values (command-line values win)")
+    if command is None:
+        parser.add_argument("--config", help="YAML file of option values (command-line values win)")
     for f in dataclasses.fields(config_cls):
-        if f.name in skip:
+        if command is not None and command not in f.metadata.get("commands", ()):
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = _base_type(hints[f.name])
@@ -199,16 +203,23 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple
         parser.add_argument(flag, **kwargs)
 
 
-def from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
-    """Build ``config_cls`` from parsed arguments, a ``--config`` YAML file and explicit overrides."""
+def from_args(
+    config_cls: type[C], args: argparse.Namespace, others: tuple[type, ...] = (), **overrides: Any
+) -> C:
+    """Build ``config_cls`` from parsed arguments, a ``--config`` YAML file and explicit overrides.
+
+    The YAML file may also hold the fields of ``others`` (the job's config beside a task's options,
+    or the other way round); any other key is an error.
+    """
+    names = {f.name for f in dataclasses.fields(config_cls)}
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
         with open(args.config) as f:
-            values.update(yaml.safe_load(f) or {})
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"{args.config}: unknown options {sorted(unknown)}")
+            given = yaml.safe_load(f) or {}
+        unknown = set(given) - names - {f.name for other in others for f in dataclasses.fields(other)}
+        if unknown:
+            raise ValueError(f"{args.config}: unknown options {sorted(unknown)}")
+        values.update({k: v for k, v in given.items() if k in names})
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
@@ -228,6 +239,15 @@ def from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -
         if typing.get_origin(_base_type(hints[name])) is tuple and isinstance(value, list | str):
             values[name] = tuple([value] if isinstance(value, str) else value)
     return config_cls(**values)
+
+
+def command_options(options: Any, command: str) -> dict[str, Any]:
+    """The fields of a task's ``options`` that apply to ``command`` (their ``commands`` metadata)."""
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if command in f.metadata.get("commands", ())
+    }
 
 
 def to_dict(config: Any) -> dict[str, Any]:

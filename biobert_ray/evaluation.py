@@ -3,52 +3,69 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from biobert_ray import inference, models, storage
 from biobert_ray.config import EvaluateConfig
-from biobert_ray.tasks import get_task
+from biobert_ray.tasks import make_task
+from biobert_ray.tasks.base import ModelInfo, Task
 
 
 def evaluate_examples(
-    task, model, tokenizer, examples, windows, id2label, batch_size, device
+    task: Task,
+    model: torch.nn.Module,
+    info: ModelInfo,
+    examples: Sequence[Any],
+    windows: Sequence[Sequence[dict[str, Any]]],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """Score ``model`` on encoded ``examples`` (``windows``: one list per example) with the task's metric."""
-    flat = [w for per_example in windows for w in per_example]
-    selected = inference.predict(model, flat, task.select, tokenizer.pad_token_id, batch_size, device)
-    predictions, start = [], 0
-    for example, example_windows in zip(examples, windows, strict=True):
-        outputs = selected[start : start + len(example_windows)]
-        start += len(example_windows)
-        predictions.append(task.decode(example, example_windows, outputs, id2label))
-    return task.score(examples, predictions)
+    """The task's scores of ``model`` on ``examples`` (``windows``: the encoded windows of each)."""
+    selected = inference.predict_units(model, windows, task, pad_id, batch_size, device)
+    return task.score(examples, task.decode(examples, windows, selected, info))
 
 
-def evaluate(config: EvaluateConfig) -> dict[str, Any]:
+def check_task(task_name: str, model: str, metadata: dict[str, Any]) -> None:
+    """Refuse a model fine-tuned for another task than ``task_name`` (ValueError naming both)."""
+    trained = metadata.get("task")
+    if trained != task_name:
+        raise ValueError(
+            f"{model} is a {trained!r} model (biobert_ray.json), not a {task_name!r} model: "
+            f"use `{trained} ...` or a model fine-tuned for {task_name!r}"
+        )
+
+
+def evaluate(task_name: str, config: EvaluateConfig, options: Any = None) -> dict[str, Any]:
     """Scores of ``config.model`` on ``config.data`` (written as JSON to ``config.out`` when given).
 
-    For NER with untyped B/I/O data the entity type defaults to the model's, when it has exactly one.
-    Sentences longer than the window are split into overlapping windows as in training.
+    The model must have been fine-tuned for ``task_name`` (its saved metadata says so). Units longer
+    than the window are split into overlapping windows as in training.
     """
     metadata = models.read_metadata(config.model)
-    task = get_task(metadata.get("task", "ner"))
-    options: dict[str, Any] = {}
-    if task.name == "ner":
-        types = metadata.get("entity_types", [])
-        options["entity_type"] = config.entity_type or (types[0] if len(types) == 1 else None)
-    examples = task.read(config.data, **options)
+    check_task(task_name, config.model, metadata)
+    task = make_task(task_name, options)
+    examples = task.read(config.data, model=metadata)
     tokenizer = models.load_tokenizer(config.model)
     model = models.load_model(config.model, task.model_class)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    info = ModelInfo(config.model, dict(model.config.id2label), metadata)
     max_length = config.max_seq_length or metadata.get("max_seq_length", 128)
     windows = task.encode(examples, tokenizer, max_length, config.stride)
     scores = evaluate_examples(
-        task, model, tokenizer, examples, windows, model.config.id2label, config.batch_size, device
+        task, model, info, examples, windows, tokenizer.pad_token_id, config.batch_size, device
     )
-    result = {"model": config.model, "data": config.data, "examples": len(examples), **scores}
+    result = {
+        "task": task_name,
+        "model": config.model,
+        "data": config.data,
+        "examples": len(examples),
+        **scores,
+    }
     if config.out:
         with storage.atomic_open(config.out) as f:
             f.write(json.dumps(result, indent=2).encode())

@@ -167,6 +167,32 @@ def read_metadata(ref: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+@functools.lru_cache(maxsize=16)
+def info(ref: str) -> dict[str, Any]:
+    """A fine-tuned model's task, label map, window length and tokenizer identity (cached per process).
+
+    ``tokenizer_key`` is a digest of the tokenizer files: models with the same one (and window
+    length) can share one encoding of a corpus.
+    """
+    from transformers import AutoConfig
+
+    resolved = resolve(ref)
+    config = AutoConfig.from_pretrained(resolved, local_files_only=Path(resolved).is_dir())
+    metadata = read_metadata(ref)
+    digest = hashlib.sha256()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        path = Path(resolved) / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return {
+        "id2label": {int(k): v for k, v in config.id2label.items()},
+        "task": metadata.get("task"),
+        "metadata": metadata,
+        "max_seq_length": metadata.get("max_seq_length", 128),
+        "tokenizer_key": digest.hexdigest()[:16],
+    }
+
+
 def save(model, tokenizer, out: str, metadata: dict[str, Any]) -> None:
     """Save ``model`` and ``tokenizer`` as a Hugging Face directory at ``out`` (local or remote).
 

@@ -62,6 +62,12 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def absolute(uri: str) -> str:
+    """``uri`` with a local path made absolute (Ray workers do not share the driver's working
+    directory); ``scheme://`` URIs unchanged."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def basename(uri: str) -> str:
     """The last component of a URI."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
@@ -183,6 +189,14 @@ def atomic_open(uri: str) -> Iterator[BinaryIO]:
             f.discard()  # aborts a multipart upload; nothing is published
             f.closed = True  # so that closing it later does not try to upload the discarded buffer
         raise
+
+
+@contextlib.contextmanager
+def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file at any fsspec URI, open for reading (metadata, row groups, batches) until exit."""
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as f:
+        yield pq.ParquetFile(f)
 
 
 def write_parquet(table: pa.Table, uri: str, schema: pa.Schema) -> None:

@@ -9,15 +9,17 @@ import pytest
 from conftest import save_tiny_ner_model
 
 from biobert_ray import annotate as annotation
-from biobert_ray import inference, pipeline, query, runs, schemas
+from biobert_ray import inference, query, runs, schemas
+from biobert_ray.annotate import build, plan, stages
 from biobert_ray.config import AnnotateConfig
+from biobert_ray.tasks import make_task
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
 
 
 def annotate(articles: str, models: tuple[str, ...], out, **kw) -> dict:
     config = AnnotateConfig(articles=articles, model=models, out=str(out), cpus_per_actor=0.5, **kw)
-    return annotation.run(config, log=lambda *_: None)
+    return annotation.run("ner", config, log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +145,14 @@ def test_each_row_group_is_its_own_task_and_block(medline_160, tiny_ner_model, t
     config = AnnotateConfig(
         articles=medline_160, model=(tiny_ner_model,), out=str(tmp_path / "e"), cpus_per_actor=0.5
     )
-    pending = annotation.plan(config, log=lambda *_: None)["pending"]
+    ner = make_task("ner")
+    pending = plan.plan(ner, config, log=lambda *_: None)["pending"]
     work = [
         {"shard": p["shard"], "path": p["path"], "row_group": g, "limit": take}
         for p in pending
         for g, take in p["row_groups"]
     ]
-    dataset = pipeline.build(config, work, "test-run", {p["shard"]: p["digest"] for p in pending}, 0.5)
+    dataset = build.build(ner, config, work, "test-run", {p["shard"]: p["digest"] for p in pending}, 0.5)
     summaries = list(dataset.iter_rows())
     assert sum(s["articles"] for s in summaries) == 160
     operators = {
@@ -159,7 +162,7 @@ def test_each_row_group_is_its_own_task_and_block(medline_160, tiny_ner_model, t
     }
     row_groups = sum(len(p["row_groups"]) for p in pending)
     assert row_groups >= 4, "the sample's shards hold several row groups"
-    read_and_encode = operators["MapBatches(split_shard)->MapBatches(encode_sentences)"]
+    read_and_encode = operators["MapBatches(read_and_encode)"]
     assert read_and_encode.startswith(f"{row_groups} tasks executed, {row_groups} blocks produced")
     predict_tasks = int(operators["MapBatches(Predictor)"].split(" tasks")[0])
     assert predict_tasks > 1, "row groups below a batch may share an actor call, not the whole corpus"
@@ -185,6 +188,6 @@ def test_bf16_run_finds_the_mentions_of_fp32(sample_articles, tiny_ner_model, tm
 
 
 def test_precision_auto_uses_bf16_only_where_the_cpu_has_it():
-    assert pipeline.cpu_bf16("auto", quantize=False) == inference.cpu_has_fast_bf16()
-    assert pipeline.cpu_bf16("bf16", quantize=False) and not pipeline.cpu_bf16("fp32", quantize=False)
-    assert not pipeline.cpu_bf16("bf16", quantize=True), "int8 models are not autocast"
+    assert stages.cpu_bf16("auto", quantize=False) == inference.cpu_has_fast_bf16()
+    assert stages.cpu_bf16("bf16", quantize=False) and not stages.cpu_bf16("fp32", quantize=False)
+    assert not stages.cpu_bf16("bf16", quantize=True), "int8 models are not autocast"

@@ -11,18 +11,21 @@ import ray.train
 import torch
 from conftest import SAMPLES
 
-from biobert_ray import raytrain, storage, train
+from biobert_ray import finetune, storage
 from biobert_ray.config import FinetuneConfig
-from biobert_ray.tasks import get_task
+from biobert_ray.tasks.ner import NerOptions, NerTask
+from biobert_ray.training import checkpoints, raytrain
 
 NCBI = SAMPLES / "ncbi_disease"
+
+DISEASE = NerOptions(entity_type="Disease")
 
 
 def finetune_config(tiny_bert: str, out: Path, **kw) -> FinetuneConfig:
     """1 worker, 200 sentences of 32 tokens: 13 steps per epoch."""
     settings = {
         "base_model": tiny_bert, "train": str(NCBI / "train.tsv.gz"), "dev": str(NCBI / "devel.tsv.gz"),
-        "entity_type": "Disease", "out": str(out), "num_workers": 1, "cpus_per_worker": 0.5,
+        "out": str(out), "num_workers": 1, "cpus_per_worker": 0.5,
         "batch_size": 16, "max_train_samples": 200, "max_eval_samples": 20, "max_seq_length": 32,
         "learning_rate": 1e-3, "run_name": "resume-me", **kw,
     }  # fmt: skip
@@ -89,7 +92,7 @@ def test_restore_skips_checkpoints_that_do_not_load_newest_first(where, tmp_path
         return ray.train.Checkpoint(f"{path}/{name}", filesystem=filesystem)
 
     lines: list[str] = []
-    restored = raytrain.restore_latest_loadable(
+    restored = checkpoints.restore_latest_loadable(
         checkpoint("checkpoint_00000006_1"), read_value, log=lines.append
     )
     assert restored.value == 4 and restored.name == "checkpoint_00000004"
@@ -97,25 +100,29 @@ def test_restore_skips_checkpoints_that_do_not_load_newest_first(where, tmp_path
     assert len(lines) == 2 and all(line.endswith("; resuming from checkpoint_00000004") for line in lines)
     assert lines[0].startswith(f"checkpoint checkpoint_00000006_1 of {path} failed to load (JSONDecodeError")
     # a step checkpointed again after the fallback gets a directory of its own, sorting after the old one
-    assert raytrain.unused_checkpoint_name("checkpoint_00000006", restored.skipped) == "checkpoint_00000006_2"
-    assert raytrain.unused_checkpoint_name("checkpoint_00000010", restored.skipped) == "checkpoint_00000010"
+    assert (
+        checkpoints.unused_checkpoint_name("checkpoint_00000006", restored.skipped) == "checkpoint_00000006_2"
+    )
+    assert (
+        checkpoints.unused_checkpoint_name("checkpoint_00000010", restored.skipped) == "checkpoint_00000010"
+    )
 
-    assert raytrain.restore_latest_loadable(None, read_value) is None
+    assert checkpoints.restore_latest_loadable(None, read_value) is None
     storage.remove(f"{run_uri}/checkpoint_00000002/value.json")
     with pytest.raises(
-        raytrain.CheckpointLoadError, match=r"no checkpoint of .* loads: checkpoint_00000002 \("
+        checkpoints.CheckpointLoadError, match=r"no checkpoint of .* loads: checkpoint_00000002 \("
     ):
-        raytrain.restore_latest_loadable(checkpoint("checkpoint_00000002"), read_value)
+        checkpoints.restore_latest_loadable(checkpoint("checkpoint_00000002"), read_value)
 
 
 def test_a_state_file_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "ran"
     torch.save({"optimizer": RunsCode(marker), "epoch": 0}, tmp_path / "state.pt")
     with pytest.raises(ValueError, match=r"state\.pt holds more than tensors and plain data, refused"):
-        raytrain.load_torch_state(tmp_path / "state.pt")
+        checkpoints.load_torch_state(tmp_path / "state.pt")
     assert not marker.exists()
     torch.save({"optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}, "epoch": 1}, tmp_path / "ok.pt")
-    assert raytrain.load_torch_state(tmp_path / "ok.pt")["epoch"] == 1
+    assert checkpoints.load_torch_state(tmp_path / "ok.pt")["epoch"] == 1
 
 
 # -- fine-tuning on Ray Train ------------------------------------------------------------------------
@@ -127,18 +134,18 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
 ):
     out, marker = tmp_path / "model", tmp_path / "ran"
     run_dir = tmp_path / "model.checkpoints" / "resume-me"
-    first = train.finetune("ner", finetune_config(tiny_bert, out, epochs=2), log=lambda *_: None)
+    first = finetune.finetune("ner", finetune_config(tiny_bert, out, epochs=2), DISEASE, log=lambda *_: None)
     assert first["resumed_from_epoch"] is None
     # the state file of the latest checkpoint (epoch 1's) replaced by a pickle that runs code
-    state_file = latest_checkpoint(run_dir) / train.STATE_FILE
+    state_file = latest_checkpoint(run_dir) / checkpoints.OPTIMIZER_FILE
     state = torch.load(state_file, weights_only=True)
     torch.save({**state, "scheduler": RunsCode(marker)}, state_file)
 
     # the same run again (as after a crash): it refuses epoch 1's checkpoint, resumes from epoch 0's
     error, again, said = None, {}, []
     try:
-        again = train.finetune(
-            "ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0), log=said.append
+        again = finetune.finetune(
+            "ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0), DISEASE, log=said.append
         )
     except ray.train.TrainingFailedError as exc:
         error = exc
@@ -155,7 +162,7 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
     assert names == ["checkpoint_epoch_0000", "checkpoint_epoch_0001"]
     # epoch 1 was trained again into its directory: every checkpoint of the run loads now
     for name in names:
-        _, state = train._load_checkpoint(run_dir / name, get_task("ner").model_class)
+        state, _, _ = checkpoints.load(run_dir / name, NerTask.model_class, ("step", "epoch"))
         assert state["epoch"] == int(name[-4:])
     assert (out / "model.safetensors").exists() and again["best_epoch"] in (0, 1)
 

@@ -8,7 +8,7 @@ import fsspec
 import pytest
 from conftest import SAMPLES
 
-from biobert_ray.conll import ConllFormatError, Sentence, entity_types, label_list, read_conll
+from biobert_ray.tasks.conll import ConllFormatError, Sentence, entity_types, label_list, read_conll
 
 NCBI = SAMPLES / "ncbi_disease"
 

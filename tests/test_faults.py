@@ -17,7 +17,8 @@ import pytest
 import ray
 from conftest import REPO
 
-from biobert_ray import annotate, lease, pipeline
+from biobert_ray import annotate, lease
+from biobert_ray.annotate import stages
 from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
@@ -39,7 +40,7 @@ def rows(out: Path) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def clean(articles, tiny_ner_model, tmp_path_factory) -> pl.DataFrame:
     out = tmp_path_factory.mktemp("clean") / "entities"
-    report = annotate.run(config(articles, tiny_ner_model, out), log=lambda *_: None)
+    report = annotate.run("ner", config(articles, tiny_ner_model, out), log=lambda *_: None)
     assert report["status"] == "ok" and report["counts"]["articles"] == 160
     return rows(out)
 
@@ -73,7 +74,9 @@ def test_a_killed_actor_is_restarted_and_the_table_equals_a_clean_run(
     out = tmp_path / "entities"
     result: dict = {}
     thread = threading.Thread(
-        target=lambda: result.update(annotate.run(config(articles, tiny_ner_model, out), log=lambda *_: None))
+        target=lambda: result.update(
+            annotate.run("ner", config(articles, tiny_ner_model, out), log=lambda *_: None)
+        )
     )
     thread.start()
     wait_for(lambda: parts(out) and predictor_processes(), what="the first row group")
@@ -90,9 +93,9 @@ def test_a_row_group_that_always_kills_its_actor_fails_alone_and_a_rerun_retries
 ):
     out = tmp_path / "entities"
     poisoned = pl.read_parquet(f"{articles}/pubmed25n0002.parquet")["pmid"][20]  # row group 1 of shard 2
-    monkeypatch.setenv(pipeline.KILL_AT_PMID_ENV, str(poisoned))
+    monkeypatch.setenv(stages.KILL_AT_PMID_ENV, str(poisoned))
     started = time.monotonic()
-    report = annotate.run(config(articles, tiny_ner_model, out), log=lambda *_: None)
+    report = annotate.run("ner", config(articles, tiny_ner_model, out), log=lambda *_: None)
     assert time.monotonic() - started < 200, "bounded: retries do not go on for ever"
     assert report["status"] == "failed"
     assert report["counts"]["shards_processed"] == 1 and report["counts"]["shards_failed"] == 1
@@ -104,9 +107,9 @@ def test_a_row_group_that_always_kills_its_actor_fails_alone_and_a_rerun_retries
     assert not (out / "pubmed25n0002.parquet").exists(), "a failed shard is never published"
     assert len(parts(out)) == 4, "the shard's other row groups are kept for the rerun"
 
-    monkeypatch.delenv(pipeline.KILL_AT_PMID_ENV)
+    monkeypatch.delenv(stages.KILL_AT_PMID_ENV)
     log: list[str] = []
-    again = annotate.run(config(articles, tiny_ner_model, out), log=log.append)
+    again = annotate.run("ner", config(articles, tiny_ner_model, out), log=log.append)
     assert again["status"] == "ok" and again["counts"]["shards_skipped"] == 1
     assert any("reusing 4 row group(s)" in line for line in log), log
     assert rows(out).equals(clean)
@@ -134,7 +137,7 @@ def test_a_killed_driver_leaves_nothing_half_written_and_the_rerun_equals_a_clea
     assert (out / lease.LEASE_FILE).exists(), "the killed run's lease is left behind"
     assert not list(out.glob("*.parquet")) or all(p.stat().st_size for p in out.glob("*.parquet"))
     log: list[str] = []
-    report = annotate.run(config(articles, tiny_ner_model, out), log=log.append)
+    report = annotate.run("ner", config(articles, tiny_ner_model, out), log=log.append)
     assert any("taking over the lease" in line and "no longer exists" in line for line in log), log
     assert report["status"] == "ok"
     assert rows(out).equals(clean), "no row lost or duplicated"
@@ -145,12 +148,14 @@ def test_a_second_run_on_the_same_output_is_refused(articles, tiny_ner_model, tm
     out = tmp_path / "entities"
     result: dict = {}
     thread = threading.Thread(
-        target=lambda: result.update(annotate.run(config(articles, tiny_ner_model, out), log=lambda *_: None))
+        target=lambda: result.update(
+            annotate.run("ner", config(articles, tiny_ner_model, out), log=lambda *_: None)
+        )
     )
     thread.start()
     wait_for(lambda: (out / lease.LEASE_FILE).exists(), what="the first run's lease")
     with pytest.raises(lease.LeaseHeldError, match="another run is writing this output"):
-        annotate.run(config(articles, tiny_ner_model, out), log=lambda *_: None)
+        annotate.run("ner", config(articles, tiny_ner_model, out), log=lambda *_: None)
     thread.join(timeout=240)
     assert result["status"] == "ok", "the first run was not disturbed"
     assert not (out / lease.LEASE_FILE).exists()

@@ -13,17 +13,20 @@ import torch
 from conftest import SAMPLES
 from transformers import AutoModelForTokenClassification
 
-from biobert_ray import cli, train
+from biobert_ray import cli, finetune
 from biobert_ray.config import FinetuneConfig
+from biobert_ray.tasks.ner import NerOptions
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
 NCBI = SAMPLES / "ncbi_disease"
+
+DISEASE = NerOptions(entity_type="Disease")
 
 
 def config(tiny_bert: str, out: Path, **kw) -> FinetuneConfig:
     settings = {
         "base_model": tiny_bert, "train": str(NCBI / "train.tsv.gz"), "dev": str(NCBI / "devel.tsv.gz"),
-        "entity_type": "Disease", "out": str(out), "num_workers": 2, "cpus_per_worker": 0.5, "epochs": 3,
+        "out": str(out), "num_workers": 2, "cpus_per_worker": 0.5, "epochs": 3,
         "batch_size": 16, "max_train_samples": 1600, "max_eval_samples": 80, "max_seq_length": 32,
         "learning_rate": 1e-3, **kw,
     }  # fmt: skip
@@ -48,7 +51,9 @@ def kill_a_training_worker() -> int:
 def test_two_workers_checkpoint_every_epoch_and_resume_after_a_worker_dies(tiny_bert, tmp_path):
     out = tmp_path / "model"
     result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(train.finetune("ner", config(tiny_bert, out))))
+    thread = threading.Thread(
+        target=lambda: result.update(finetune.finetune("ner", config(tiny_bert, out), DISEASE))
+    )
     thread.start()
     checkpoints = tmp_path / "model.checkpoints"
     deadline = time.monotonic() + 180
@@ -78,11 +83,17 @@ def test_two_workers_checkpoint_every_epoch_and_resume_after_a_worker_dies(tiny_
 
 def test_rerunning_a_finished_run_resumes_it_and_a_changed_run_starts_anew(tiny_bert, tmp_path, capsys):
     out = tmp_path / "model"
-    first = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200))
-    again = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200))
+    first = finetune.finetune(
+        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200), DISEASE
+    )
+    again = finetune.finetune(
+        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200), DISEASE
+    )
     assert again["run_name"] == first["run_name"] and again["best_epoch"] == first["best_epoch"] == 0
     assert len(registered_checkpoints(tmp_path / "model.checkpoints")) == 1, "a finished run trains no more"
-    changed = train.finetune("ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=100))
+    changed = finetune.finetune(
+        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=100), DISEASE
+    )
     assert changed["run_name"] != first["run_name"] and changed["resumed_from_epoch"] is None
     code = cli.main(
         [
@@ -106,7 +117,7 @@ def test_the_same_seed_gives_the_same_model(tiny_bert, tmp_path):
     settings = {"epochs": 1, "max_train_samples": 600, "max_eval_samples": 20, "seed": 7}
     weights = []
     for run in ("a", "b"):
-        train.finetune("ner", config(tiny_bert, tmp_path / run, **settings), log=lambda *_: None)
+        finetune.finetune("ner", config(tiny_bert, tmp_path / run, **settings), DISEASE, log=lambda *_: None)
         weights.append(AutoModelForTokenClassification.from_pretrained(tmp_path / run).state_dict())
     assert weights[0].keys() == weights[1].keys()
     different = [name for name in weights[0] if not torch.equal(weights[0][name], weights[1][name])]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from biobert_ray import masking, models, packing
+from biobert_ray import models
+from biobert_ray.pretrain import masking, packing
 
 SEQ_LEN = 64
 

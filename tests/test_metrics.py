@@ -9,8 +9,8 @@ from conftest import SAMPLES
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2, Tokens
 
-from biobert_ray.conll import read_conll
-from biobert_ray.metrics import entity_scores, format_report, spans
+from biobert_ray.tasks.conll import read_conll
+from biobert_ray.tasks.iob2 import entity_scores, format_report, spans
 
 AVERAGES = ("micro avg", "macro avg", "weighted avg")
 

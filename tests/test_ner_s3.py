@@ -7,8 +7,9 @@ import polars as pl
 import pytest
 from conftest import SAMPLES
 
-from biobert_ray import annotate, cli, models, storage, train
+from biobert_ray import annotate, cli, finetune, models, storage
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
+from biobert_ray.tasks.ner import NerOptions
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
 
@@ -21,14 +22,14 @@ def upload_dir(local: str, uri: str) -> None:
 def test_finetune_to_s3_checkpoints_and_model(tiny_bert, s3_bucket):
     out = f"{s3_bucket}/models/ner-disease"
     config = FinetuneConfig(
-        base_model=tiny_bert, train=str(SAMPLES / "ncbi_disease" / "train.tsv.gz"), entity_type="Disease",
+        base_model=tiny_bert, train=str(SAMPLES / "ncbi_disease" / "train.tsv.gz"),
         out=out, num_workers=1, cpus_per_worker=0.5, epochs=1, max_train_samples=100, max_seq_length=32,
     )  # fmt: skip
-    train.finetune("ner", config, log=lambda *_: None)
+    finetune.finetune("ner", config, NerOptions(entity_type="Disease"), log=lambda *_: None)
     fs = fsspec.filesystem("s3")
     names = {p.rsplit("/", 1)[-1] for p in fs.ls(out.removeprefix("s3://"))}
     assert {"config.json", "model.safetensors", "tokenizer.json", "biobert_ray.json"} <= names
-    assert fs.glob(f"{out.removeprefix('s3://')}.checkpoints/*/checkpoint_*/training_state.pt")
+    assert fs.glob(f"{out.removeprefix('s3://')}.checkpoints/*/checkpoint_*/optimizer.pt")
     assert models.read_metadata(out)["task"] == "ner"  # read through the node-local cache
 
 
@@ -42,7 +43,9 @@ def test_annotate_s3_articles_with_s3_model_to_s3(
     assert models.resolve(model) == models.resolve(model), "one cached copy per node"
     assert len(list((tmp_path / "cache").glob("*/config.json"))) == 1
     report = annotate.run(
-        AnnotateConfig(articles=articles, model=(model,), out=out, cpus_per_actor=0.5), log=lambda *_: None
+        "ner",
+        AnnotateConfig(articles=articles, model=(model,), out=out, cpus_per_actor=0.5),
+        log=lambda *_: None,
     )
     assert report["counts"]["shards_processed"] == 3 and report["counts"]["articles"] == 609
     entities = pl.scan_parquet(f"{out}/*.parquet").collect()

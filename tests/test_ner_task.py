@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import SAMPLES
 
-from biobert_ray import conll, metrics, models
-from biobert_ray.tasks.base import plan_windows
+from biobert_ray import models
+from biobert_ray.tasks import conll, iob2
+from biobert_ray.tasks.base import ModelInfo, plan_windows
 from biobert_ray.tasks.ner import IGNORE, NerTask
 
 TASK = NerTask()
@@ -41,7 +42,7 @@ def one_hot_logits(task, windows, tags, label2id):
         logits = np.zeros((len(window["input_ids"]), len(label2id)), dtype=np.float32)
         for position, word in zip(window["positions"], window["word_ids"], strict=True):
             logits[position, label2id[tags[word]]] = 10.0
-        out.append(task.select(window, logits))
+        out.append(task.select(window, {"logits": logits}))
     return out
 
 
@@ -50,7 +51,7 @@ def test_oracle_gold_tags_decode_to_gold_spans(ncbi_dev, tokenizer, max_length, 
     examples = [*ncbi_dev[:200], long_sentence(ncbi_dev)]
     labels = TASK.labels(examples)
     label2id = {label: i for i, label in enumerate(labels)}
-    id2label = dict(enumerate(labels))
+    model = ModelInfo("oracle", dict(enumerate(labels)), {})
     encoded = TASK.encode(examples, tokenizer, max_length, stride, label2id)
     assert len(encoded[-1]) > 1, "the glued sentence must need several windows"
     predictions = []
@@ -58,14 +59,15 @@ def test_oracle_gold_tags_decode_to_gold_spans(ncbi_dev, tokenizer, max_length, 
         assert all(len(w["input_ids"]) <= max_length for w in windows)
         owned = sorted(word for w in windows for word in w["word_ids"])
         assert owned == list(range(len(example.words))), "every word owned by exactly one window"
-        prediction = TASK.decode(
-            example, windows, one_hot_logits(TASK, windows, example.tags, label2id), id2label
+        (prediction,) = TASK.decode(
+            [example], [windows], [one_hot_logits(TASK, windows, example.tags, label2id)], model
         )
         assert prediction.tags == example.tags
-        assert [(m.entity_type, m.start, m.end) for m in prediction.mentions()] == metrics.spans(example.tags)
+        assert [(m.entity_type, m.start, m.end) for m in prediction.mentions()] == iob2.spans(example.tags)
         assert all(m.score > 0.99 for m in prediction.mentions())
         predictions.append(prediction)
-    assert TASK.score(examples, predictions)["overall"]["f1"] == 1.0
+    scores = TASK.score(examples, predictions)
+    assert scores["overall"]["f1"] == 1.0 and scores["primary"] == {"name": "f1", "value": 1.0}
 
 
 def test_training_labels_sit_on_first_subtokens(ncbi_dev, tokenizer):
@@ -101,3 +103,40 @@ def test_plan_windows_overlap_and_ownership():
     assert owned == list(range(len(lengths)))
     (single,) = plan_windows([40], capacity=12, stride=4)  # one word longer than a window
     assert (single.first, single.last, single.owned) == (0, 1, (0,))
+
+
+def test_corpus_units_and_rows_point_into_their_section(tokenizer):
+    """Annotation units keep their provenance; rows carry offsets into the section's text."""
+    import pyarrow as pa
+
+    articles = pa.table(
+        {
+            "pmid": [7, 8],
+            "title": ["Ataxia in mice.", None],
+            "abstract": ["We saw it. Cystic fibrosis and ataxia-telangiectasia were found.", ""],
+        }
+    )
+    units = TASK.units(articles, {})
+    assert [(u.pmid, u.section, u.sentence_index) for u in units] == [
+        (7, "title", 0), (7, "abstract", 0), (7, "abstract", 1),
+    ]  # fmt: skip
+    labels = ["O", "B-Disease", "I-Disease"]
+    label2id = {label: i for i, label in enumerate(labels)}
+    tags = {
+        0: ("B-Disease", "O", "O", "O"),
+        2: ("B-Disease", "I-Disease", "O", "B-Disease", "I-Disease", "I-Disease"),
+    }
+    windows = TASK.encode(units, tokenizer, 64, 8)
+    selected = []
+    for index, (unit, unit_windows) in enumerate(zip(units, windows, strict=True)):
+        gold = tags.get(index, ()) + ("O",) * (len(unit.words) - len(tags.get(index, ())))
+        selected.append(one_hot_logits(TASK, unit_windows, gold, label2id))
+    predictions = TASK.decode(units, windows, selected, ModelInfo("m", dict(enumerate(labels)), {}))
+    rows = TASK.rows(units, predictions)
+    section = {"title": articles["title"][0].as_py(), "abstract": articles["abstract"][0].as_py()}
+    assert [r["text"] for r in rows] == ["Ataxia", "Cystic fibrosis", "ataxia-telangiectasia"]
+    for row in rows:
+        assert section[row["section"]][row["char_start"] : row["char_end"]] == row["text"]
+    batch = TASK.collate(windows[1] + windows[2], tokenizer.pad_token_id, labelled=False)
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert batch["attention_mask"].sum(1).tolist() == [len(w["input_ids"]) for w in windows[1] + windows[2]]

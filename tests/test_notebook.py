@@ -23,7 +23,7 @@ def test_entities_notebook_executes(medline_160, tiny_ner_model, tmp_path, monke
         out=str(tmp_path / "entities"),
         cpus_per_actor=0.5,
     )
-    annotate.run(config, log=lambda *_: None)
+    annotate.run("ner", config, log=lambda *_: None)
     monkeypatch.setenv("BIOBERT_RAY_OUT", str(tmp_path))
     notebook = nbformat.read(REPO / "notebooks" / "entities.ipynb", as_version=4)
     NotebookClient(

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from biobert_ray import corpus, packing
+from biobert_ray.pretrain import corpus, packing
 
 CLS, SEP = 101, 102
 NONE = np.empty(0, dtype=np.int64)

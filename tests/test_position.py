@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from biobert_ray.position import DataPosition
+from biobert_ray.pretrain.position import DataPosition
 
 
 def take(position: DataPosition, name: str, indices: list[int], total: int | None = None) -> None:

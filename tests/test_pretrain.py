@@ -10,9 +10,11 @@ import pytest
 import ray.train
 from conftest import submit_job
 
-from biobert_ray import cli, models, pretrain, raytrain, storage
+from biobert_ray import cli, models, pretrain, storage
 from biobert_ray.config import PretrainConfig
-from biobert_ray.pretrain_loop import latest_state
+from biobert_ray.pretrain.driver import FAIL_AT_STEP_ENV
+from biobert_ray.pretrain.loop import latest_state
+from biobert_ray.training import raytrain
 
 SEQ_LEN, GLOBAL_BATCH = 64, 16
 
@@ -57,7 +59,7 @@ def test_interrupted_run_resumes_from_its_newest_loadable_checkpoint_and_finishe
 ):
     out = str(tmp_path / "model")
     run_dir = storage.join(f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain"))
-    monkeypatch.setenv(pretrain.FAIL_AT_STEP_ENV, "13")
+    monkeypatch.setenv(FAIL_AT_STEP_ENV, "13")
     config = small_run(sample_articles, out, base_model=tiny_bert)
     said: list[str] = []
     with pytest.raises(ray.train.TrainingFailedError, match="injected failure after step 13"):
@@ -69,7 +71,7 @@ def test_interrupted_run_resumes_from_its_newest_loadable_checkpoint_and_finishe
     # the newest one that loads, and say so
     weights = Path(run_dir) / "checkpoint_00000010" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    with caplog.at_level(logging.WARNING, logger="biobert_ray.raytrain"):
+    with caplog.at_level(logging.WARNING, logger="biobert_ray.training.checkpoints"):
         assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 5
     assert any(
         "checkpoint checkpoint_00000010 of" in r.message and "resuming from checkpoint_00000005" in r.message
@@ -113,7 +115,7 @@ def test_pretrain_job_from_scratch_on_s3_retries_after_a_worker_failure(ray_head
     out = f"{s3_bucket}/models/scratch"
     logs = submit_job(
         ray_head,
-        *("env", f"{pretrain.FAIL_AT_STEP_ENV}=6", "python", "jobs/pretrain.py"),
+        *("env", f"{FAIL_AT_STEP_ENV}=6", "python", "jobs/pretrain.py"),
         *("--corpus", f"{s3_bucket}/articles", "--out", out, "--train-vocab", "--scratch-size", "tiny"),
         *("--vocab-size", "800", "--num-workers", "2", "--cpus-per-worker", "0.5", "--seq-len", "32"),
         *("--micro-batch", "4", "--global-batch", "8", "--max-steps", "10", "--checkpoint-every", "5"),

@@ -25,7 +25,7 @@ def run_annotate(articles, model, out, log=None, **kw) -> dict:
     config = AnnotateConfig(
         articles=str(articles), model=(str(model),), out=str(out), cpus_per_actor=0.5, **kw
     )
-    return annotate.run(config, log=(log.append if log is not None else lambda *_: None))
+    return annotate.run("ner", config, log=(log.append if log is not None else lambda *_: None))
 
 
 def run_ingest(inputs, out) -> dict:

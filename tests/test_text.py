@@ -10,7 +10,7 @@ import pytest
 from conftest import SAMPLES
 
 from biobert_ray import pubmed
-from biobert_ray.conll import read_conll
+from biobert_ray.tasks.conll import read_conll
 from biobert_ray.text import split_sentences, split_words
 
 #: PMID 26347990 (first three sentences) and 25840296 (sections), as in the bundled MEDLINE sample.

@@ -1,21 +1,31 @@
-"""The Task interface shared by NER, relation extraction and question answering.
+"""The Task interface: what NER, relation extraction and question answering give the shared code.
 
-Training, evaluation and corpus annotation all go through one task object:
+Fine-tuning (:mod:`biobert_ray.finetune`), evaluation (:mod:`biobert_ray.evaluation`) and corpus
+annotation (:mod:`biobert_ray.annotate`) know nothing of any task: they call a task object, built
+by :func:`biobert_ray.tasks.make_task` from the task's name and its options, through the methods
+below. A new task is one module in ``biobert_ray/tasks/`` implementing them, its table schema in
+:mod:`biobert_ray.schemas`, and a line in ``biobert_ray.tasks.TASKS``.
 
-- ``read(uri, **options)``: a labelled benchmark file as a list of examples;
-- ``labels(examples)``: the label list a new model head is created with;
-- ``encode(units, tokenizer, max_length, stride)``: text units (examples, or sentences of a corpus)
-  become model windows, each a dict with ``input_ids`` and the task's bookkeeping (word positions,
-  ``labels`` when the units carry gold labels). A unit longer than one window becomes several
-  overlapping windows, so nothing is ever truncated;
-- ``select(window, logits)``: the part of one window's logits that decoding needs (run next to the
-  model, so that only that part travels to the decode stage);
-- ``decode(unit, windows, selected, id2label)``: the selected logits of a unit's windows become the
-  unit's prediction (for NER, a tag and a probability per word, hence mentions);
-- ``score(examples, predictions)``: the task's official metric.
+The flow of data, with the methods that shape it:
 
-A new task is one module implementing these methods plus an entry in ``biobert_ray.tasks.TASKS``.
-This module also holds the window arithmetic the tasks share.
+- **training and evaluation**: ``read`` a labelled file into examples; ``labels`` gives the label
+  list a new head is created with; ``encode`` turns each example into model windows (a unit longer
+  than one window becomes several overlapping ones; nothing is truncated); ``collate`` pads a batch
+  of windows into the model's keyword arguments (with the labels when training); the model runs;
+  ``select`` keeps, from one window's row of the model's output dict, what decoding needs; ``decode``
+  turns the selected outputs of a batch of units into predictions (free to aggregate across the
+  windows of a unit and across units, as question answering does across a question's documents);
+  ``score`` compares predictions with the examples (its ``primary`` metric picks the best
+  checkpoint) and ``report`` prints the scores;
+- **annotation**: ``units`` turns one row group of the ``articles`` table (with the rows of any side
+  tables for the same articles, e.g. ``entities`` for relation extraction) into units that keep
+  their provenance; ``encode``, ``collate``, ``select`` and ``decode`` as above, with no labels;
+  ``rows`` turns the predictions into rows of the task's ``table`` (``schema``), sorted by
+  ``sort_keys``.
+
+Windows are plain dicts (``input_ids`` and the task's bookkeeping) and units and predictions plain
+picklable objects: the shared code moves them between Ray processes and never looks inside, except
+for ``len(window["input_ids"])`` (batches are sorted by length).
 """
 
 from __future__ import annotations
@@ -24,17 +34,56 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import pyarrow as pa
+import torch
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What decoding needs to know of a fine-tuned model: its label map and saved metadata."""
+
+    ref: str
+    id2label: dict[int, str]
+    metadata: dict[str, Any]
+
 
 class Task(Protocol):
-    """What a task provides to the shared training, evaluation and annotation code."""
+    """What a task provides; see the module docstring for the flow."""
 
+    #: The task's name on the command line and in a model's metadata (``biobert_ray.json``).
     name: str
     #: The ``transformers`` auto class of the task's model head.
     model_class: Any
+    #: The frozen dataclass of the task's options; the CLI adds one flag per field to the commands
+    #: its ``commands`` metadata names (``finetune``, ``evaluate``, ``annotate``).
+    Options: type
+    #: This task's options (an ``Options`` instance).
+    options: Any
+    #: The table annotation writes, its schema and the columns its shards are sorted by.
+    table: str
+    schema: pa.Schema
+    sort_keys: tuple[str, ...]
+    #: What one unit of annotation is called in summaries ("sentences").
+    unit_name: str
+    #: Columns of the ``articles`` table that :meth:`units` reads.
+    article_columns: tuple[str, ...]
 
-    def read(self, uri: str, **options: Any) -> list[Any]: ...
+    def read(self, uri: str, model: dict[str, Any] | None = None) -> list[Any]:
+        """The labelled examples of a file (``model``: the saved metadata of the model evaluated)."""
+        ...
 
-    def labels(self, examples: Sequence[Any]) -> list[str]: ...
+    def labels(self, examples: Sequence[Any]) -> list[str]:
+        """The label list of a new model head trained on ``examples``."""
+        ...
+
+    def metadata(self, labels: Sequence[str]) -> dict[str, Any]:
+        """What the task saves in a fine-tuned model's metadata beside the label list."""
+        ...
+
+    def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Any]:
+        """The units of one row group of articles (and side-table rows of the same articles)."""
+        ...
 
     def encode(
         self,
@@ -42,16 +91,60 @@ class Task(Protocol):
         tokenizer: Any,
         max_length: int,
         stride: int,
-        label2id: dict[str, int] | None,
-    ) -> list[list[dict[str, Any]]]: ...
+        label2id: dict[str, int] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """The windows of each unit; with ``label2id``, each window carries its training labels."""
+        ...
 
-    def select(self, window: dict[str, Any], logits: Any) -> Any: ...
+    def collate(
+        self, windows: Sequence[dict[str, Any]], pad_id: int, labelled: bool
+    ) -> dict[str, torch.Tensor]:
+        """A padded batch: the model's keyword arguments (with its labels when ``labelled``)."""
+        ...
+
+    def select(self, window: dict[str, Any], outputs: dict[str, np.ndarray]) -> Any:
+        """What decoding needs of one window, from its row of every model output (padded length)."""
+        ...
 
     def decode(
-        self, unit: Any, windows: Sequence[dict[str, Any]], selected: Sequence[Any], id2label: dict
-    ) -> Any: ...
+        self,
+        units: Sequence[Any],
+        windows: Sequence[Sequence[dict[str, Any]]],
+        selected: Sequence[Sequence[Any]],
+        model: ModelInfo,
+    ) -> list[Any]:
+        """Predictions from the selected outputs of every window of every unit of a batch."""
+        ...
 
-    def score(self, examples: Sequence[Any], predictions: Sequence[Any]) -> dict[str, Any]: ...
+    def rows(self, units: Sequence[Any], predictions: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows of the task's table (all columns but ``model`` and ``run_id``)."""
+        ...
+
+    def score(self, examples: Sequence[Any], predictions: Sequence[Any]) -> dict[str, Any]:
+        """The task's official scores, with ``primary``: ``{"name": ..., "value": ...}``."""
+        ...
+
+    def report(self, scores: dict[str, Any]) -> str:
+        """``scores`` as text for the console."""
+        ...
+
+
+def pad(windows: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:
+    """The ``key`` lists of ``windows`` as one ``long`` tensor, right-padded with ``value``."""
+    width = max(len(w[key]) for w in windows)
+    batch = torch.full((len(windows), width), value, dtype=torch.long)
+    for row, window in enumerate(windows):
+        batch[row, : len(window[key])] = torch.as_tensor(window[key], dtype=torch.long)
+    return batch
+
+
+def attention_mask(windows: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """1 over each window's ``input_ids``, 0 over its padding."""
+    width = max(len(w["input_ids"]) for w in windows)
+    mask = torch.zeros((len(windows), width), dtype=torch.long)
+    for row, window in enumerate(windows):
+        mask[row, : len(window["input_ids"])] = 1
+    return mask
 
 
 @dataclass(frozen=True)

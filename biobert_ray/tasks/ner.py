@@ -1,12 +1,15 @@
 """Named entity recognition as a token-classification task over words.
 
-A unit is a sentence given as words (``conll.Sentence`` in training and evaluation; the words of a
-corpus sentence in annotation). Each word is labelled on its first sub-token (the other sub-tokens
-get label -100 and are ignored); a sentence longer than one window is split into overlapping windows
-at word boundaries, so no word is dropped or silently labelled ``O``. Decoding reads each word's
-logits from the window that owns it, takes the most probable tag, and turns the tag sequence into
-mentions with strict IOB2 (``metrics.spans``). A mention's ``score`` is the mean, over its words, of
-the softmax probability of each word's predicted tag.
+A unit is a sentence given as words: a :class:`~biobert_ray.tasks.conll.Sentence` (words and gold
+IOB2 tags) in training and evaluation, a :class:`CorpusSentence` (words with their character offsets
+and provenance) in annotation, cut from an article's title and abstract by
+:func:`biobert_ray.text.split_sentences` and :func:`biobert_ray.text.split_words`. Each word is
+labelled on its first sub-token (the other sub-tokens get label -100 and are ignored); a sentence
+longer than one window is split into overlapping windows at word boundaries, so no word is dropped or
+silently labelled ``O``. Decoding reads each word's logits from the window that owns it, takes the
+most probable tag, and turns the tag sequence into mentions with strict IOB2
+(:func:`biobert_ray.tasks.iob2.spans`). A mention's ``score`` is the mean, over its words, of the
+softmax probability of each word's predicted tag. Annotation writes the ``entities`` table.
 """
 
 from __future__ import annotations
@@ -16,12 +19,47 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import torch
 from transformers import AutoModelForTokenClassification
 
-from biobert_ray import conll, metrics, schemas
-from biobert_ray.tasks.base import plan_windows
+from biobert_ray import schemas, text
+from biobert_ray.config import option
+from biobert_ray.tasks import conll, iob2
+from biobert_ray.tasks.base import ModelInfo, attention_mask, pad, plan_windows
 
 IGNORE = -100
+#: The sections of an article that annotation reads, in order.
+SECTIONS = ("title", "abstract")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NerOptions:
+    """Options of the NER task."""
+
+    entity_type: str | None = option(
+        None,
+        "entity type of untyped B/I/O tags (evaluate: default the model's, when it has one)",
+        commands=("finetune", "evaluate"),
+    )
+
+
+@dataclass(frozen=True)
+class CorpusSentence:
+    """A sentence of an article, as words with character offsets into the sentence.
+
+    ``start`` is the sentence's offset in its section's text; ``word_starts``/``word_ends`` are
+    offsets into ``text``.
+    """
+
+    pmid: int
+    section: str
+    sentence_index: int
+    start: int
+    text: str
+    words: tuple[str, ...]
+    word_starts: tuple[int, ...]
+    word_ends: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -45,7 +83,7 @@ class Prediction:
         """The predicted entity mentions (strict IOB2), each scored by its words' mean tag probability."""
         return [
             Mention(kind, start, end, float(np.mean(self.probs[start:end])))
-            for kind, start, end in metrics.spans(self.tags)
+            for kind, start, end in iob2.spans(self.tags)
         ]
 
 
@@ -55,22 +93,63 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def corpus_sentences(articles: pa.Table) -> list[CorpusSentence]:
+    """Every sentence of the title and abstract of ``articles`` (columns ``pmid`` and the sections)."""
+    units = []
+    for article in articles.select(["pmid", *SECTIONS]).to_pylist():
+        for section in SECTIONS:
+            section_text = article[section] or ""
+            for index, (start, end) in enumerate(text.split_sentences(section_text)):
+                sentence = section_text[start:end]
+                spans = text.split_words(sentence)
+                units.append(
+                    CorpusSentence(
+                        pmid=article["pmid"], section=section, sentence_index=index, start=start,
+                        text=sentence, words=tuple(sentence[a:b] for a, b in spans),
+                        word_starts=tuple(a for a, _ in spans), word_ends=tuple(b for _, b in spans),
+                    )
+                )  # fmt: skip
+    return units
+
+
 class NerTask:
     """Token classification over words with BIO tags (see the module docstring)."""
 
     name = "ner"
     model_class = AutoModelForTokenClassification
-    #: The table corpus annotation writes, and its schema.
+    Options = NerOptions
     table = "entities"
     schema = schemas.ENTITIES
+    sort_keys = ("pmid", "section", "sentence_index", "char_start", "model")
+    unit_name = "sentences"
+    article_columns = ("pmid", *SECTIONS)
 
-    def read(self, uri: str, entity_type: str | None = None) -> list[conll.Sentence]:
-        """Sentences of a CoNLL/BioBERT token-per-line file."""
+    def __init__(self, options: NerOptions | None = None) -> None:
+        self.options = options or NerOptions()
+
+    def read(self, uri: str, model: dict[str, Any] | None = None) -> list[conll.Sentence]:
+        """Sentences of a CoNLL/BioBERT token-per-line file.
+
+        Untyped B/I/O tags take ``--entity-type``, or else the entity type of the evaluated
+        ``model`` when it has exactly one.
+        """
+        entity_type = self.options.entity_type
+        types = (model or {}).get("entity_types", [])
+        if entity_type is None and len(types) == 1:
+            entity_type = types[0]
         return conll.read_conll(uri, entity_type=entity_type)
 
     def labels(self, examples: Sequence[conll.Sentence]) -> list[str]:
         """``O`` then ``B-T``/``I-T`` for every entity type in ``examples``."""
         return conll.label_list(conll.entity_types(examples))
+
+    def metadata(self, labels: Sequence[str]) -> dict[str, Any]:
+        """The entity types the model tags."""
+        return {"entity_types": sorted({label[2:] for label in labels if label != conll.OUTSIDE})}
+
+    def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[CorpusSentence]:
+        """The sentences of the articles' titles and abstracts (:func:`corpus_sentences`)."""
+        return corpus_sentences(articles)
 
     def encode(
         self,
@@ -129,14 +208,36 @@ class NerTask:
             windows.append(window)
         return windows
 
-    def select(self, window: dict[str, Any], logits: np.ndarray) -> np.ndarray:
+    def collate(
+        self, windows: Sequence[dict[str, Any]], pad_id: int, labelled: bool
+    ) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask`` and, when ``labelled``, per-token ``labels`` (-100 padded)."""
+        batch = {"input_ids": pad(windows, "input_ids", pad_id), "attention_mask": attention_mask(windows)}
+        if labelled:
+            batch["labels"] = pad(windows, "labels", IGNORE)
+        return batch
+
+    def select(self, window: dict[str, Any], outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The part of a window's logits that decoding needs: the rows of the words it owns."""
-        return logits[window["positions"]]
+        return outputs["logits"][window["positions"]]
 
     def decode(
-        self, unit: Any, windows: Sequence[dict[str, Any]], selected: Sequence[np.ndarray], id2label: dict
+        self,
+        units: Sequence[Any],
+        windows: Sequence[Sequence[dict[str, Any]]],
+        selected: Sequence[Sequence[np.ndarray]],
+        model: ModelInfo,
+    ) -> list[Prediction]:
+        """Per-word tags and probabilities of each unit from the selected logits of its windows."""
+        return [
+            self._decode(unit, unit_windows, unit_selected, model.id2label)
+            for unit, unit_windows, unit_selected in zip(units, windows, selected, strict=True)
+        ]
+
+    @staticmethod
+    def _decode(
+        unit: Any, windows: Sequence[dict[str, Any]], selected: Sequence[np.ndarray], id2label: dict
     ) -> Prediction:
-        """Per-word tags and probabilities of one unit from the :meth:`select`-ed logits of its windows."""
         n_words = len(unit.words)
         word_logits = np.zeros((n_words, len(id2label)), dtype=np.float32)
         for window, rows in zip(windows, selected, strict=True):
@@ -148,24 +249,32 @@ class NerTask:
             probs=tuple(float(p) for p in probs[np.arange(n_words), best]),
         )
 
-    def rows(
-        self, prediction: Prediction, sentence: str, starts: Sequence[int], ends: Sequence[int]
-    ) -> list[dict]:
-        """The ``entities`` columns of each predicted mention; offsets into ``sentence`` from word spans."""
+    def rows(self, units: Sequence[CorpusSentence], predictions: Sequence[Prediction]) -> list[dict]:
+        """One ``entities`` row per predicted mention, with offsets into its section's text."""
         rows = []
-        for mention in prediction.mentions():
-            start, end = starts[mention.start], ends[mention.end - 1]
-            rows.append(
-                {
-                    "char_start": start,
-                    "char_end": end,
-                    "text": sentence[start:end],
-                    "entity_type": mention.entity_type,
-                    "score": mention.score,
-                }
-            )
+        for unit, prediction in zip(units, predictions, strict=True):
+            for mention in prediction.mentions():
+                start, end = unit.word_starts[mention.start], unit.word_ends[mention.end - 1]
+                rows.append(
+                    {
+                        "pmid": unit.pmid,
+                        "section": unit.section,
+                        "sentence_index": unit.sentence_index,
+                        "char_start": unit.start + start,
+                        "char_end": unit.start + end,
+                        "text": unit.text[start:end],
+                        "entity_type": mention.entity_type,
+                        "score": mention.score,
+                    }
+                )
         return rows
 
     def score(self, examples: Sequence[conll.Sentence], predictions: Sequence[Prediction]) -> dict[str, Any]:
-        """Entity-level precision, recall and F1 (strict IOB2, as seqeval), overall and per type."""
-        return metrics.entity_scores([e.tags for e in examples], [p.tags for p in predictions])
+        """Entity-level precision, recall and F1 (strict IOB2, as seqeval), overall and per type;
+        the primary metric is the overall F1."""
+        scores = iob2.entity_scores([e.tags for e in examples], [p.tags for p in predictions])
+        return {**scores, "primary": {"name": "f1", "value": scores["overall"]["f1"]}}
+
+    def report(self, scores: dict[str, Any]) -> str:
+        """Precision, recall, F1 and support per entity type, overall last."""
+        return iob2.format_report(scores)

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from biobert_ray import corpus, models, runs
+from biobert_ray import models, runs
+from biobert_ray.pretrain import corpus
 
 #: BertConfig sizes: BERT-base, and the small/tiny shapes of Turc et al. (2019) "Well-Read Students".
 SIZES: dict[str, dict[str, int]] = {

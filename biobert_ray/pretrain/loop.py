@@ -10,9 +10,9 @@ ends for all workers at once (Ray's equal split), leaving at most ``world - 1`` 
 and ``micro_batch - 1`` per worker in a partial micro-batch unused in that epoch; accumulation
 carries over into the next epoch.
 
-A checkpoint (every ``checkpoint_every`` steps and at the end) is a directory with the model
-(``save_pretrained``), ``optimizer.pt`` (AdamW and scheduler state) and ``state.json`` (step, tokens
-seen, the merged data position of all workers, the last evaluation, the run's fingerprint). Rank 0
+A checkpoint (every ``checkpoint_every`` steps and at the end) has the layout of
+:mod:`biobert_ray.training.checkpoints`; its ``state.json`` holds the step, tokens seen, the merged
+data position of all workers, the last evaluation and the run's fingerprint. Rank 0
 writes it and reports it to Ray Train; a restarted or resumed worker group loads the latest one
 through ``ray.train.get_checkpoint()`` or, if that one does not load, the next older one kept (the
 driver's :func:`latest_state` picks the same one for the data plan). A step checkpointed again after
@@ -22,7 +22,6 @@ such a fallback gets a directory of its own (``checkpoint_00000100_1``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -35,18 +34,17 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
+from transformers import BertForMaskedLM
 
-from biobert_ray import inference, models, raytrain, runs
-from biobert_ray.masking import Masker
-from biobert_ray.mlm import MaskedLMLoss, adamw
-from biobert_ray.position import DataPosition
-from biobert_ray.progress import Meter, MetricsLog, all_reduce, distributed, format_line
+from biobert_ray import inference, models, runs
+from biobert_ray.pretrain.masking import Masker
+from biobert_ray.pretrain.mlm import MaskedLMLoss
+from biobert_ray.pretrain.position import DataPosition
+from biobert_ray.training import checkpoints, optim, raytrain
+from biobert_ray.training.progress import Meter, MetricsLog, all_reduce, distributed, format_line
 
 CURRENT, NEXT, EVAL = "current_epoch", "next_epochs", "eval"
-STATE_FILE = "state.json"
 logger = logging.getLogger(__name__)
-OPTIMIZER_FILE = "optimizer.pt"
 
 
 def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
@@ -57,7 +55,7 @@ def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
     logged). The driver's resume check and the data plan (:class:`biobert_ray.pretrain.EpochPlan`)
     then start from the same data position as the workers. Checking that a checkpoint loads reads it
     whole (model and optimizer state), as a worker does. Raises
-    :class:`biobert_ray.raytrain.CheckpointLoadError` when no checkpoint loads.
+    :class:`biobert_ray.training.checkpoints.CheckpointLoadError` when no checkpoint loads.
     """
     path, filesystem = raytrain.storage_for(storage_path)
     # reading a run logs Ray's "a run snapshot was found ... to start a new run, delete it" advice
@@ -70,27 +68,17 @@ def latest_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
         return None
     finally:
         quiet.setLevel(level)
-    restored = raytrain.restore_latest_loadable(
+    restored = checkpoints.restore_latest_loadable(
         result.checkpoint, lambda directory: load_checkpoint(directory)[0]
     )
     return None if restored is None else restored.value
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Any], BertForMaskedLM, dict[str, Any]]:
-    """(state, model, optimizer state) of a local checkpoint copy; raises if any of them does not load.
-
-    Used by the workers to restore and by :func:`latest_state` to pick the same checkpoint. The
-    optimizer file is read with ``weights_only=True`` (state dicts only, no code).
-    """
-    state = json.loads((directory / STATE_FILE).read_text())
-    missing = {"step", "tokens_seen", "position", "run"} - state.keys()
-    if missing:
-        raise ValueError(f"{STATE_FILE} lacks {sorted(missing)}")
-    model = models.load_model(str(directory), BertForMaskedLM)
-    optimizer_state = raytrain.load_torch_state(directory / OPTIMIZER_FILE)
-    if not isinstance(optimizer_state, dict) or not optimizer_state.keys() >= {"optimizer", "scheduler"}:
-        raise ValueError(f"{OPTIMIZER_FILE} holds no optimizer and scheduler state")
-    return state, model, optimizer_state
+    """(state, model, optimizer state) of a local checkpoint copy (:func:`checkpoints.load`); raises
+    if any of them does not load. Used by the workers to restore and by :func:`latest_state` to pick
+    the same checkpoint."""
+    return checkpoints.load(directory, BertForMaskedLM, ("step", "tokens_seen", "position", "run"))
 
 
 def _gather(obj: Any) -> list[Any]:
@@ -122,10 +110,8 @@ class PretrainWorker:
             raise ValueError(f"tokenizer has {len(tokenizer)} ids, the model only {model.config.vocab_size}")
         self.model = model
         self.loss = ray.train.torch.prepare_model(MaskedLMLoss(model))
-        self.optimizer = adamw(model, cfg["learning_rate"], cfg["weight_decay"])
-        self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, cfg["warmup_steps"], cfg["max_steps"]
-        )
+        self.optimizer = optim.adamw(model, cfg["learning_rate"], cfg["weight_decay"], cfg["adam_epsilon"])
+        self.scheduler = optim.linear_schedule(self.optimizer, cfg["warmup_steps"], cfg["max_steps"])
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state["optimizer"])
             self.scheduler.load_state_dict(optimizer_state["scheduler"])
@@ -134,17 +120,17 @@ class PretrainWorker:
         self.position = DataPosition(**state["position"])
         self.position.settle(cfg["shard_names"])
         self.last_eval: dict[str, Any] | None = state.get("eval")
-        self.meter = Meter(self.device, self.step)
+        self.meter = Meter(self.device, self.step, "tokens")
         self.log = MetricsLog(cfg["metrics_uri"], self.step) if self.rank == 0 else None
 
     def _restore(self) -> tuple[dict[str, Any], BertForMaskedLM, dict | None]:
         """(state, model, optimizer state) from the newest checkpoint that loads, or a fresh start.
 
         A checkpoint that fails to load is logged and the next older one kept is used
-        (:func:`biobert_ray.raytrain.restore_latest_loadable`), as :func:`latest_state` does for the
+        (:func:`biobert_ray.checkpoints.restore_latest_loadable`), as :func:`latest_state` does for the
         data plan.
         """
-        restored = raytrain.restore_latest_loadable(
+        restored = checkpoints.restore_latest_loadable(
             ray.train.get_checkpoint(),
             load_checkpoint,
             log=logger.warning if self.rank == 0 else logger.debug,
@@ -259,18 +245,12 @@ class PretrainWorker:
             "saved_at": runs.utc_now(),
         }
         with tempfile.TemporaryDirectory() as directory:
-            self.model.save_pretrained(directory)
-            optimizer_state = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-            }
-            torch.save(optimizer_state, Path(directory) / OPTIMIZER_FILE)
-            (Path(directory) / STATE_FILE).write_text(json.dumps(state, indent=2))
+            checkpoints.save(directory, self.model, self.optimizer, self.scheduler, state)
             self.log.flush()
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(directory),
-                checkpoint_dir_name=raytrain.unused_checkpoint_name(
+                checkpoint_dir_name=checkpoints.unused_checkpoint_name(
                     f"checkpoint_{self.step:08d}", self.skipped_checkpoints
                 ),
             )

@@ -1,20 +1,24 @@
-"""Ray Train plumbing shared by fine-tuning and pretraining: resources, storage, checkpoints.
+"""One checkpoint layout for every training run, and restoring the newest one that loads.
 
-Checkpoints go through the same fsspec filesystems as every other path (local or ``s3://``), so an
-S3-compatible endpoint set by ``AWS_ENDPOINT_URL`` applies to them too.
+A checkpoint is a directory:
+
+- the model (``save_pretrained``, safetensors) and, for fine-tuning, its tokenizer;
+- ``optimizer.pt``: the AdamW and learning-rate scheduler state dicts, read back with
+  ``torch.load(weights_only=True)`` (:func:`load_torch_state`), so whoever can write to the
+  checkpoint storage cannot run code on a resume;
+- ``state.json``: the step, the data position (fine-tuning: the epoch; pretraining: the shards and
+  sequences consumed) and what else the run records (tokens seen, last evaluation, its fingerprint).
 
 Restoring (:func:`restore_latest_loadable`) starts from Ray Train's latest checkpoint and, when that
 one does not load (a truncated weight file, a garbage state file), falls back to the next older one
 the run kept, newest first, saying which it skipped and why. Checkpoint directories are therefore
 named so that their names sort in the order they were written (``checkpoint_epoch_0003``,
-``checkpoint_00001200``). Training state files are read with ``torch.load(weights_only=True)``
-(:func:`load_torch_state`): whoever can write to the checkpoint storage cannot run code on a resume.
+``checkpoint_00001200``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import pickle
@@ -25,88 +29,56 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pyarrow.fs as pafs
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+import torch
+from ray.train import Checkpoint
 
-from biobert_ray import storage
-from biobert_ray.console import Relay
+from biobert_ray import models
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
 
 
-def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float) -> ScalingConfig:
-    """DDP workers with ``cpus_per_worker`` CPUs each (fractions allowed) and one GPU each if asked."""
-    resources = {"CPU": cpus_per_worker}
-    if use_gpu:
-        resources["GPU"] = 1
-    return ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources)
+def save(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+    tokenizer: Any = None,
+) -> None:
+    """Write a checkpoint into ``directory``: model (and tokenizer), ``optimizer.pt``, ``state.json``.
 
-
-def default_run_name(out: str, prefix: str, identity: dict | None = None) -> str:
-    """A stable run name for an output location and a run's identity (the settings that define it).
-
-    Rerunning the same command gives the same name, so Ray Train resumes that run from its last
-    checkpoint; a changed identity gives a new name and a fresh run.
+    ``state`` must hold ``step`` and be JSON-serialisable.
     """
-    key = json.dumps([out, identity], sort_keys=True, default=str)
-    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
-
-
-def default_storage_path(out: str) -> str:
-    """Where a run writing its model to ``out`` keeps its checkpoints: ``<out>.checkpoints``."""
-    return f"{out.rstrip('/')}.checkpoints"
-
-
-def storage_for(storage_path: str) -> tuple[str, pafs.FileSystem]:
-    """``(path, pyarrow filesystem)`` for Ray Train's ``RunConfig`` from any fsspec URI."""
-    fs, path = storage.filesystem(storage_path)
-    if storage.is_local(fs):
-        Path(path).mkdir(parents=True, exist_ok=True)
-        return str(Path(path).resolve()), pafs.LocalFileSystem()
-    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-class ReportFailures(UserCallback):
-    """Tells the driver's console when training workers fail (Ray Train then restarts them from the
-    last checkpoint, up to ``max_failures`` times): the workers' own output stays in Ray's logs."""
-
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-
-    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
-        for rank, exc in sorted(worker_exceptions.items()):
-            cause = getattr(exc, "_base_exc", exc)  # Ray Train wraps the worker's own exception
-            self.relay.send(
-                {"line": f"warning: training worker {rank} failed: {type(cause).__name__}: {cause}"}
-            )
-
-
-def run_config(
-    name: str,
-    storage_path: str,
-    max_failures: int,
-    num_to_keep: int | None = None,
-    score_attribute: str | None = None,
-    score_order: str = "max",
-    relay: Relay | None = None,
-) -> RunConfig:
-    """Where and how a run keeps its checkpoints, and how often it retries after a failure.
-
-    With ``relay``, worker failures are reported on the driver's console (:class:`ReportFailures`).
-    """
-    path, filesystem = storage_for(storage_path)
-    return RunConfig(
-        name=name,
-        storage_path=path,
-        storage_filesystem=filesystem,
-        failure_config=FailureConfig(max_failures=max_failures),
-        checkpoint_config=CheckpointConfig(
-            num_to_keep=num_to_keep,
-            checkpoint_score_attribute=score_attribute,
-            checkpoint_score_order=score_order,
-        ),
-        callbacks=[ReportFailures(relay)] if relay is not None else None,
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, directory / OPTIMIZER_FILE
     )
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def load(
+    directory: Path, model_class: Any, required: Iterable[str] = ("step",)
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """``(state, model, optimizer state)`` of a local checkpoint copy; raises if any does not load.
+
+    ``required``: keys ``state.json`` must have. The optimizer state is a dict with ``optimizer`` and
+    ``scheduler``, read with ``weights_only=True``.
+    """
+    state = json.loads((directory / STATE_FILE).read_text())
+    missing = set(required) - state.keys()
+    if missing:
+        raise ValueError(f"{STATE_FILE} lacks {sorted(missing)}")
+    model = models.load_model(str(directory), model_class)
+    optimizer_state = load_torch_state(directory / OPTIMIZER_FILE)
+    if not isinstance(optimizer_state, dict) or not optimizer_state.keys() >= {"optimizer", "scheduler"}:
+        raise ValueError(f"{OPTIMIZER_FILE} holds no optimizer and scheduler state")
+    return state, model, optimizer_state
 
 
 @contextlib.contextmanager
@@ -253,8 +225,6 @@ def unused_checkpoint_name(name: str, taken: Iterable[str]) -> str:
 def load_torch_state(path: str | Path) -> Any:
     """``torch.load`` of a training state file with ``weights_only=True`` (tensors and plain data only:
     a pickle that would build other objects or run code is refused with ``ValueError``), on the CPU."""
-    import torch
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -34,7 +34,8 @@ import numpy as np
 import ray
 import tokenizers
 
-from biobert_ray import corpus, models
+from biobert_ray import models
+from biobert_ray.pretrain import corpus
 
 SEQUENCES_PER_BLOCK = 256
 #: CPUs reserved by each packing task (fractional, so packing never starves 2-core machines).

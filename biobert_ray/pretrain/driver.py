@@ -1,8 +1,8 @@
 """``biobert-ray pretrain``: continue masked-LM pretraining of a BERT on an ``articles`` table.
 
-The driver lists the corpus shards, picks the held-out documents (:mod:`biobert_ray.corpus`),
+The driver lists the corpus shards, picks the held-out documents (:mod:`biobert_ray.pretrain.corpus`),
 prepares the starting model (a BERT checkpoint, or with ``--train-vocab`` a fresh one,
-:mod:`biobert_ray.vocab`), and runs :func:`biobert_ray.pretrain_loop.train_loop` on a
+:mod:`biobert_ray.pretrain.vocab`), and runs :func:`biobert_ray.pretrain.loop.train_loop` on a
 ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU). Rank 0 of the last worker group saves the model at
 ``out`` (a Hugging Face directory with ``biobert_ray.json``), which ``finetune --base-model`` takes.
 
@@ -42,13 +42,15 @@ import ray
 from ray.train import DataConfig
 from ray.train.torch import TorchTrainer
 
-from biobert_ray import console, corpus, models, raytrain, resources, runs, storage, vocab
+from biobert_ray import console, models, resources, runs, storage
 from biobert_ray.config import PretrainConfig, to_dict
 from biobert_ray.console import Progress
-from biobert_ray.packing import PACK_TASK_CPUS, packed_dataset
-from biobert_ray.position import DataPosition
-from biobert_ray.pretrain_loop import CURRENT, EVAL, NEXT, latest_state, train_loop
+from biobert_ray.pretrain import corpus, vocab
+from biobert_ray.pretrain.loop import CURRENT, EVAL, NEXT, latest_state, train_loop
+from biobert_ray.pretrain.packing import PACK_TASK_CPUS, packed_dataset
+from biobert_ray.pretrain.position import DataPosition
 from biobert_ray.runtime import connect
+from biobert_ray.training import raytrain
 
 #: Test hook: the workers of a run started from step 0 raise after this step (a real failure; a
 #: restarted or resumed worker group starts from a checkpoint and does not raise again).
@@ -104,11 +106,6 @@ class EpochPlan:
         """One whole epoch, iterated once per epoch after the current one."""
         order = self.order(self.position().epoch + 1)
         return packed_dataset([(i, self.shards[i]) for i in order], **self.packing)
-
-
-def _absolute(uri: str) -> str:
-    """Local paths made absolute (Ray workers do not share the driver's working directory)."""
-    return uri if models.is_uri(uri) else os.path.abspath(uri)
 
 
 def _accumulation(config: PretrainConfig) -> int:
@@ -188,17 +185,17 @@ def _resume_report(plan: EpochPlan, state: dict[str, Any]) -> dict[str, Any]:
 def _loop_config(
     config: PretrainConfig, plan: EpochPlan, run_dir: str, heldout: np.ndarray
 ) -> dict[str, Any]:
-    """What every worker needs (:func:`biobert_ray.pretrain_loop.train_loop`), JSON-like."""
+    """What every worker needs (:func:`biobert_ray.pretrain.loop.train_loop`), JSON-like."""
     settings = (
-        "seq_len", "micro_batch", "global_batch", "max_steps", "learning_rate", "weight_decay", "seed",
-        "max_grad_norm", "mlm_probability", "whole_word_masking", "checkpoint_every", "eval_every",
-        "log_every",
+        "seq_len", "micro_batch", "global_batch", "max_steps", "learning_rate", "weight_decay",
+        "adam_epsilon", "seed", "max_grad_norm", "mlm_probability", "whole_word_masking", "checkpoint_every",
+        "eval_every", "log_every",
     )  # fmt: skip
     base_model = plan.packing["model_ref"]
     fail_at_step = os.environ.get(FAIL_AT_STEP_ENV)
     return {
         **{name: getattr(config, name) for name in settings},
-        "out": _absolute(config.out),
+        "out": storage.absolute(config.out),
         "base_model": base_model,
         "shard_names": plan.names,
         "accumulation": _accumulation(config),
@@ -235,8 +232,8 @@ def run(config: PretrainConfig, log=print) -> dict[str, Any]:
     """
     started = time.perf_counter()
     accumulation = _accumulation(config)
-    out = _absolute(config.out)
-    storage_path = _absolute(config.storage_path or raytrain.default_storage_path(config.out))
+    out = storage.absolute(config.out)
+    storage_path = storage.absolute(config.storage_path or raytrain.default_storage_path(config.out))
     run_name = config.run_name or raytrain.default_run_name(out, "pretrain")
     run_dir = storage.join(storage_path, run_name)
     state = latest_state(storage_path, run_name)

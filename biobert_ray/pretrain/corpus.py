@@ -40,7 +40,8 @@ def shards(table: str, text_columns: Sequence[str] = ()) -> tuple[list[str], lis
         raise FileNotFoundError(
             f"{table}: no complete *.parquet shards (is it an articles table written by ingest?)"
         )
-    _check_columns(_open(files[0]), files[0], ["pmid", *text_columns])
+    with storage.open_parquet(files[0]) as parquet:
+        _check_columns(parquet, files[0], ["pmid", *text_columns])
     return files, incomplete
 
 
@@ -58,11 +59,6 @@ def pmid_hash(pmids: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _open(uri: str) -> pq.ParquetFile:
-    fs, path = storage.filesystem(uri)
-    return pq.ParquetFile(fs.open(path, "rb"))
-
-
 def iter_documents(
     uri: str, text_columns: Sequence[str], heldout: np.ndarray, select: str
 ) -> Iterator[list[str]]:
@@ -73,33 +69,34 @@ def iter_documents(
     """
     if select not in ("train", "heldout"):
         raise ValueError(f"select must be 'train' or 'heldout', not {select!r}")
-    parquet = _open(uri)
-    _check_columns(parquet, uri, ["pmid", *text_columns])
-    for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=["pmid", *text_columns]):
-        in_heldout = np.isin(batch.column("pmid").to_numpy(), heldout)
-        keep = in_heldout if select == "heldout" else ~in_heldout
-        columns = [batch.column(name).to_pylist() for name in text_columns]
-        texts = []
-        for i in np.flatnonzero(keep):
-            text = "\n".join(value for column in columns if (value := column[i]))
-            if text.strip():
-                texts.append(text)
-        if texts:
-            yield texts
+    with storage.open_parquet(uri) as parquet:
+        _check_columns(parquet, uri, ["pmid", *text_columns])
+        for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=["pmid", *text_columns]):
+            in_heldout = np.isin(batch.column("pmid").to_numpy(), heldout)
+            keep = in_heldout if select == "heldout" else ~in_heldout
+            columns = [batch.column(name).to_pylist() for name in text_columns]
+            texts = []
+            for i in np.flatnonzero(keep):
+                text = "\n".join(value for column in columns if (value := column[i]))
+                if text.strip():
+                    texts.append(text)
+            if texts:
+                yield texts
 
 
 def _smallest_hashes(batch: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """For each shard in ``batch``: its ``k`` PMIDs with the smallest hash and its row count."""
     pmids, hashes, uris, rows = [], [], [], []
     for uri in batch["uri"]:
-        parquet = _open(uri)
-        table_pmids = np.unique(parquet.read(columns=["pmid"]).column("pmid").to_numpy())
+        with storage.open_parquet(uri) as parquet:
+            table_pmids = np.unique(parquet.read(columns=["pmid"]).column("pmid").to_numpy())
+            file_rows = parquet.metadata.num_rows
         table_hashes = pmid_hash(table_pmids)
         order = np.argsort(table_hashes)[:k]
         pmids.append(table_pmids[order])
         hashes.append(table_hashes[order])
         uris.extend([uri] * len(order))
-        rows.extend([parquet.metadata.num_rows] * len(order))
+        rows.extend([file_rows] * len(order))
     return {
         "pmid": np.concatenate(pmids),
         "hash": np.concatenate(hashes),
