@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, parents=[common], help=help_text)
         per_task = p.add_subparsers(dest="task", required=True, metavar="TASK")
         for name, task_cls in sorted(tasks.TASKS.items()):
+            if command == "annotate" and not hasattr(task_cls, "units"):
+                continue  # a task that cannot annotate a corpus (yet)
             t = per_task.add_parser(name, parents=[common], help=(task_cls.__doc__ or "").splitlines()[0])
             cfg.add_arguments(t, config_cls)
             cfg.add_arguments(t, task_cls.Options, command=command)

@@ -284,7 +284,7 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
         "task": task_name,
         "task_options": to_dict(task.options),
         "label_list": label_list,
-        **task.metadata(label_list),
+        **task.metadata(train_examples, label_list),
         "base_model": base_model,
         "train": config.train,
         "dev": config.dev,

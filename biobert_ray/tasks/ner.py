@@ -143,7 +143,7 @@ class NerTask:
         """``O`` then ``B-T``/``I-T`` for every entity type in ``examples``."""
         return conll.label_list(conll.entity_types(examples))
 
-    def metadata(self, labels: Sequence[str]) -> dict[str, Any]:
+    def metadata(self, examples: Sequence[conll.Sentence], labels: Sequence[str]) -> dict[str, Any]:
         """The entity types the model tags."""
         return {"entity_types": sorted({label[2:] for label in labels if label != conll.OUTSIDE})}
 

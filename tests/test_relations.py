@@ -1,0 +1,122 @@
+"""Relation extraction: the readers, BioBERT's scores, argument-centred windows, and fine-tuning and
+evaluation through the shared Ray Train path and CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from conftest import SAMPLES
+
+from biobert_ray import cli, finetune, models
+from biobert_ray.config import FinetuneConfig
+from biobert_ray.tasks.relation_formats import RelationExample, RelationFormatError, read_relations
+from biobert_ray.tasks.relation_metrics import relation_scores
+from biobert_ray.tasks.relations import RelationTask
+
+GAD, CHEMPROT = SAMPLES / "gad", SAMPLES / "chemprot"
+
+
+def test_readers_recognise_biobert_tsv_and_scibert_jsonl():
+    file_format, train = read_relations(str(GAD / "train.tsv.gz"))
+    assert file_format == "biobert-tsv" and len(train) == 4796
+    assert sum(e.label == "1" for e in train) == 2520 and train[0].line == 1
+    assert "@GENE$" in train[0].text and "@DISEASE$" in train[0].text
+    _, test = read_relations(str(GAD / "test.tsv.gz"))  # BioBERT's "index" header is skipped
+    assert len(test) == 534 and test[0].line == 2 and {e.label for e in test} == {"0", "1"}
+    file_format, chemprot = read_relations(str(CHEMPROT / "train.jsonl.gz"))
+    assert file_format == "chemprot-jsonl" and len(chemprot) == 300
+    assert chemprot[0].label == "INHIBITOR" and chemprot[0].text.startswith("<< Epidermal growth factor")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.tsv", "a @GENE$ b @DISEASE$\t1\nno tab here at all but @GENE$ @DISEASE$ x\n",
+         r"bad\.tsv:2: expected 2 or 3 tab-separated columns, found 1"),
+        ("bad2.tsv", "the gene and the disease\t1\n", r"bad2\.tsv:1: expected two anonymised arguments"),
+        ("bad.jsonl", '{"text": "<< a >> [[ b ]]", "label": "X"}\n{"text": \n', r"bad\.jsonl:2: not JSON"),
+        ("bad2.jsonl", '{"text": "<< a >> and b", "label": "X"}\n', r"bad2\.jsonl:1: expected one << >>"),
+    ],
+)  # fmt: skip
+def test_a_malformed_line_stops_the_reader_with_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(RelationFormatError, match=message):
+        read_relations(str(path))
+
+
+def test_scores_match_hand_computed_values():
+    # binary (GAD): precision, recall and F1 of class 1 (BioBERT's re_eval)
+    binary = relation_scores(["1", "1", "1", "0", "0"], ["1", "0", "1", "1", "0"], negative="0")
+    assert binary["overall"]["precision"] == pytest.approx(2 / 3) and binary["overall"][
+        "recall"
+    ] == pytest.approx(2 / 3)
+    assert binary["primary"] == {"name": "f1", "value": pytest.approx(2 / 3)}
+    # multi-class with a negative class: micro over the positive classes only
+    gold = ["A", "A", "B", "false", "false", "B"]
+    pred = ["A", "B", "B", "A", "false", "false"]
+    multi = relation_scores(gold, pred, negative="false")
+    # positive predictions: A, B, B, A (4), correct: A, B (2); positive gold: A, A, B, B (4)
+    assert multi["overall"]["precision"] == pytest.approx(0.5) and multi["overall"][
+        "recall"
+    ] == pytest.approx(0.5)
+    assert multi["per_class"]["A"]["f1"] == pytest.approx(0.5) and multi["per_class"]["B"][
+        "f1"
+    ] == pytest.approx(0.5)
+    # no negative class (SciBERT's ChemProt): micro-F1 is accuracy, macro the mean over gold classes
+    plain = relation_scores(["A", "A", "B", "C"], ["A", "B", "B", "A"], negative=None)
+    assert plain["primary"] == {"name": "micro_f1", "value": pytest.approx(0.5)}
+    # F1: A 2*(1/2*1/2)/1 = 0.5, B 2*(1/2*1)/(3/2) = 2/3, C 0
+    assert plain["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 0.0) / 3)
+    with pytest.raises(ValueError, match="3 gold labels but 2 predicted"):
+        relation_scores(["A", "B", "C"], ["A", "B"], negative=None)
+
+
+def test_a_long_sentence_keeps_both_arguments_in_its_window(tiny_bert):
+    tokenizer = models.load_tokenizer(tiny_bert)
+    filler = " ".join(["patients were enrolled in the study"] * 40)
+    text = f"{filler} and @GENE$ variants were associated with @DISEASE$ in them . {filler}"
+    task = RelationTask()
+    ((window,),) = task.encode([RelationExample(text, "1", "x", 1)], tokenizer, 64, 0, {"0": 0, "1": 1})
+    assert len(window["input_ids"]) == 64 and window["label"] == 1
+    decoded = tokenizer.decode(window["input_ids"])
+    assert "gene $" in decoded.lower() and "disease $" in decoded.lower(), decoded  # both arguments
+    short = RelationExample("@GENE$ causes @DISEASE$ .", "0", "x", 1)
+    ((window,),) = task.encode([short], tokenizer, 64, 0)
+    assert "label" not in window and len(window["input_ids"]) < 64
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.timeout(400)
+def test_finetune_and_evaluate_gad_through_the_shared_path(tiny_bert, tmp_path, capsys):
+    model = str(tmp_path / "re-gad")
+    config = FinetuneConfig(
+        base_model=tiny_bert, train=str(GAD / "train.tsv.gz"), dev=str(GAD / "test.tsv.gz"), out=model,
+        epochs=1, batch_size=16, learning_rate=1e-3, max_seq_length=64, max_train_samples=400,
+        max_eval_samples=100, num_workers=1, cpus_per_worker=0.5,
+    )  # fmt: skip
+    summary = finetune.finetune("re", config, log=lambda *_: None)
+    metadata = models.read_metadata(model)
+    assert metadata["task"] == "re" and metadata["label_list"] == ["0", "1"]
+    assert metadata["marking"] == "anonymized" and metadata["negative_label"] == "0"
+    assert summary["dev_scores"]["primary"]["name"] == "f1"
+
+    data = str(GAD / "test.tsv.gz")
+    assert cli.main(["evaluate", "re", "--model", model, "--data", data, "--max-seq-length", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "(534 examples)" in out and "negative class '0' excluded" in out
+
+    # a file marked another way than the model was trained with, and a model of another task: refused
+    chemprot = tmp_path / "chemprot.jsonl"
+    with gzip.open(CHEMPROT / "dev.jsonl.gz", "rt") as f:
+        chemprot.write_text(f.read())
+    assert json.loads(chemprot.read_text().splitlines()[0])["label"]
+    assert cli.main(["evaluate", "re", "--model", model, "--data", str(chemprot)]) == 2
+    assert "marks its arguments as 'positional'" in capsys.readouterr().err
+    assert cli.main(["evaluate", "ner", "--model", model, "--data", data]) == 2
+    assert "is a 're' model (biobert_ray.json), not a 'ner' model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no corpus annotation for relations yet: no such subcommand
+        cli.main(["annotate", "re", "--articles", "a", "--model", model, "--out", "o"])
+    assert "invalid choice: 're'" in capsys.readouterr().err
