@@ -19,19 +19,19 @@ Measured, in abstracts per second:
   truncating them (it needs the fast tokenizer, which the model directory has).
 - **bare forward**: ``model(**batch)`` alone, under ``torch.inference_mode`` with the same threads, over
   exactly the token batches our pipeline feeds its model, rebuilt with our own code path: sentences
-  (``text.split_sentences``), words (``text.split_words``), windows (``NerTask().encode``), grouped
+  and words (``tasks.ner.corpus_sentences``), windows (``NerTask().encode``), grouped
   by row group as the actor gets them, then length-sorted and cut into ``--batch-size`` windows as
-  ``inference.predict`` does. Padding is built before the clock starts.
+  ``inference.predict`` does (``NerTask.collate``). Padding is built before the clock starts.
 
 On a CPU with native bf16 (``inference.cpu_has_fast_bf16``: AVX512-BF16 or AMX) ours and the bare
 forward also run under bf16 autocast (``AnnotateConfig(precision="bf16")``, what ``"auto"``, the
 default, picks there), and the fp32 and bf16 models are scored on the NCBI-disease dev and test sets.
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
-(``AnnotateConfig(quantize=True)``; ``pipeline.quantize_int8``, per-channel scales, for the bare forward)
+(``AnnotateConfig(quantize=True)``; ``stages.quantize_int8``, per-channel scales, for the bare forward)
 and scores the fp32 and int8 models on the NCBI-disease dev and test sets (``--score``;
 ``evaluation.evaluate_examples``, strict IOB2 entity F1), since int8 changes the model's output.
-``--stages`` times the stages of our pipeline in this process, without Ray (split, encode, predict
-minus forward, forward, decode + write, per row group),
+``--stages`` times the stages of our pipeline in this process, without Ray (read + units + encode,
+predict minus forward, forward, decode + write, per row group),
 and with ``--profile`` prints the cProfile of the non-forward stages. ``--timeline`` runs ours once
 more with every stage call timestamped (stage functions and actor class swapped for logging
 subclasses/wrappers for that run): when each stage ran, in which process, when that process started,
@@ -70,26 +70,19 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from biobert_ray import (
-    annotate,
-    evaluation,
-    inference,
-    ingest,
-    models,
-    pipeline,
-    runs,
-    schemas,
-    storage,
-    text,
-)
+from biobert_ray import annotate, evaluation, inference, ingest, models, runs, schemas, storage
+from biobert_ray.annotate import build, plan, stages
 from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
 from biobert_ray.samples import sample_path
-from biobert_ray.tasks.ner import NerTask
+from biobert_ray.tasks import ner as ner_task
+from biobert_ray.tasks.base import ModelInfo
+from biobert_ray.tasks.ner import NerOptions, NerTask
 
 CPUS_PER_ACTOR = 1.5
 INGEST_ROWS_PER_GROUP = IngestConfig.__dataclass_fields__["rows_per_group"].default
-THREADS = round(CPUS_PER_ACTOR)  # what pipeline.build gives the actor's torch
+THREADS = round(CPUS_PER_ACTOR)  # what annotate.build gives the actor's torch
+NER = NerTask()
 
 
 def load_abstracts(articles: str | None, limit: int | None, workdir: Path) -> pa.Table:
@@ -141,14 +134,14 @@ def model_batches(
     batches = []
     for first in range(0, len(abstracts), INGEST_ROWS_PER_GROUP):
         group = abstracts[first : first + INGEST_ROWS_PER_GROUP]
-        units = [
-            pipeline.Words([s[a:b] for a, b in text.split_words(s)])
-            for s in (a[start:end] for a in group for start, end in text.split_sentences(a))
-        ]
-        encoded = NerTask().encode(units, tokenizer, max_length, stride)
+        articles = pa.table(
+            {"pmid": list(range(len(group))), "title": [None] * len(group), "abstract": group}
+        )
+        units = ner_task.corpus_sentences(articles)
+        encoded = NER.encode(units, tokenizer, max_length, stride)
         ordered = sorted((w for per_unit in encoded for w in per_unit), key=lambda w: len(w["input_ids"]))
         for start in range(0, len(ordered), batch_size):
-            batches.append(inference.pad_batch(ordered[start : start + batch_size], tokenizer.pad_token_id))
+            batches.append(NER.collate(ordered[start : start + batch_size], tokenizer.pad_token_id, False))
     return batches
 
 
@@ -159,7 +152,7 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
     silenced here, the actor of ``quantize=True`` still prints them.
     """
     warnings.filterwarnings("ignore", message=r"torch\.(ao\.quantization|quantize_per_tensor)")
-    return pipeline.quantize_int8(model)
+    return stages.quantize_int8(model)
 
 
 def time_forward(
@@ -191,7 +184,7 @@ def time_ours(
             overwrite=True,
         )  # fmt: skip
         start = time.perf_counter()
-        report = annotate.run(config, log=lambda _: None)
+        report = annotate.run("ner", config, log=lambda _: None)
         return time.perf_counter() - start, report["counts"]["rows"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -216,13 +209,14 @@ def entity_f1(
     model: torch.nn.Module, model_ref: str, labelled_file: str, batch_size: int
 ) -> dict[str, float]:
     """Strict IOB2 entity P/R/F1 of ``model`` on an NCBI-disease file, windows as ``evaluate ner`` makes."""
-    task = NerTask()
+    task = NerTask(NerOptions(entity_type="Disease"))
     metadata = models.read_metadata(model_ref)
     tokenizer = models.load_tokenizer(model_ref)
-    examples = task.read(labelled_file, entity_type="Disease")
+    examples = task.read(labelled_file)
     windows = task.encode(examples, tokenizer, metadata.get("max_seq_length", 128), 32)
+    info = ModelInfo(model_ref, dict(model.config.id2label), metadata)
     scores = evaluation.evaluate_examples(
-        task, model, tokenizer, examples, windows, model.config.id2label, batch_size, torch.device("cpu")
+        task, model, info, examples, windows, tokenizer.pad_token_id, batch_size, torch.device("cpu")
     )
     return {k: scores["overall"][k] for k in ("precision", "recall", "f1")}
 
@@ -260,21 +254,21 @@ def stage_times(
 ) -> dict[str, float]:
     """Seconds of each pipeline stage run in this process without Ray, over the whole input.
 
-    Calls the very functions the Ray Data stages call (``split_shard``, ``encode_sentences``,
-    ``Predictor``, ``decode_and_write``) once per row group, as the Ray Data stages get them; the model
+    Calls the very functions the Ray Data stages call (``read_and_encode``, ``Predictor``,
+    ``decode_and_write``) once per row group, as the Ray Data stages get them; the model
     forward is timed apart from the rest of ``Predictor.__call__``. ``profiler``, when given, is enabled
     around everything but the forward.
     """
     refs = [model_ref]
-    groups, membership = pipeline._groups(tuple(refs), None)
-    predictor = pipeline.Predictor(refs, membership, args.batch_size, False, quantize, THREADS, "fp32")
-    task, model, pad_id = predictor.models[0]
+    groups, membership = build.tokenizer_groups(tuple(refs), None)
+    predictor = stages.Predictor(NER, refs, membership, args.batch_size, False, quantize, THREADS, "fp32")
+    model, pad_id = predictor.models[0]
     timed = TimedModel(model)
-    predictor.models[0] = (task, timed, pad_id)
+    predictor.models[0] = (timed, pad_id)
     path = storage.list_files(articles, ".parquet")[0]
     metadata = pq.ParquetFile(path).metadata
     out = tempfile.mkdtemp(prefix="annotate-bench-stages-")
-    seconds = dict.fromkeys(("split", "encode", "predict_other", "forward", "decode_write"), 0.0)
+    seconds = dict.fromkeys(("read_encode", "predict_other", "forward", "decode_write"), 0.0)
 
     @contextlib.contextmanager
     def stage(name: str) -> Iterator[None]:
@@ -294,18 +288,16 @@ def stage_times(
         for row_group in range(metadata.num_row_groups):
             work = {
                 "shard": np.array(["bench"]), "path": np.array([path]), "row_group": np.array([row_group]),
-                "limit": np.array([metadata.row_group(row_group).num_rows]),
+                "limit": np.array([metadata.row_group(row_group).num_rows]), "side": np.array(["{}"]),
             }  # fmt: skip
-            sentences = run("split", pipeline.split_shard, work)
-            expected = {f"bench/{row_group}": int(work["limit"][0])}
-            encoded = run("encode", pipeline.encode_sentences, sentences, groups, args.stride)
+            encoded = run("read_encode", stages.read_and_encode, work, NER, groups, args.stride)
             timed.seconds = 0.0
             batch = run("predict_other", predictor, encoded)
             seconds["predict_other"] -= timed.seconds
             seconds["forward"] += timed.seconds
             run(
-                "decode_write", pipeline.decode_and_write, batch, refs, membership, out, "bench",
-                {"bench": "bench"}, expected,
+                "decode_write", stages.decode_and_write, batch, NER, refs, membership, out, "bench",
+                {"bench": "bench"},
             )  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -340,8 +332,8 @@ def timed_stage(name: str, fn: Callable[..., pa.Table], log: str) -> Callable[..
     return stage
 
 
-class TimedPredictor(pipeline.Predictor):
-    """``pipeline.Predictor`` that logs its construction and each call (with its forward seconds) to ``log``.
+class TimedPredictor(stages.Predictor):
+    """``stages.Predictor`` that logs its construction and each call (with its forward seconds) to ``log``.
 
     Defined in the benchmark's ``__main__``, so Ray ships the class itself (``log`` included) to the actor.
     """
@@ -351,16 +343,16 @@ class TimedPredictor(pipeline.Predictor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         start = time.time()
         super().__init__(*args, **kwargs)
-        self.models = [(task, TimedModel(model), pad_id) for task, model, pad_id in self.models]
+        self.models = [(TimedModel(model), pad_id) for model, pad_id in self.models]
         log_event(self.log, "actor_init", start)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """The parent's call, logged with the seconds its model forwards took."""
-        for _, model, _ in self.models:
+        for model, _ in self.models:
             model.seconds = 0.0
         start = time.time()
         result = super().__call__(batch)
-        forward = sum(model.seconds for _, model, _ in self.models)
+        forward = sum(model.seconds for model, _ in self.models)
         log_event(self.log, "predict", start, rows=batch.num_rows, forward=forward)
         return result
 
@@ -368,19 +360,17 @@ class TimedPredictor(pipeline.Predictor):
 def timeline(articles: str, model_ref: str, args: argparse.Namespace, quantize: bool) -> None:
     """One ``annotate.run`` with every stage call timestamped; prints when each ran and the gaps.
 
-    The stage functions and the actor class of ``biobert_ray.pipeline`` are swapped for logging wrappers
-    for this run only (``pipeline.build`` looks them up when it is called).
+    The stage functions and the actor class of ``biobert_ray.annotate.stages`` are swapped for logging
+    wrappers for this run only (``annotate.build`` looks them up when it is called).
     """
     handle, log = tempfile.mkstemp(prefix="annotate-bench-timeline-", suffix=".jsonl")
     os.close(handle)
     TimedPredictor.log = log
-    originals = {
-        name: getattr(pipeline, name) for name in ("split_shard", "encode_sentences", "decode_and_write")
-    }
+    originals = {name: getattr(stages, name) for name in ("read_and_encode", "decode_and_write")}
     replacements = {name: timed_stage(name.split("_")[0], fn, log) for name, fn in originals.items()}
-    originals["Predictor"], replacements["Predictor"] = pipeline.Predictor, TimedPredictor
+    originals["Predictor"], replacements["Predictor"] = stages.Predictor, TimedPredictor
     for name, value in replacements.items():
-        setattr(pipeline, name, value)
+        setattr(stages, name, value)
     try:
         start = time.time()
         seconds, _ = time_ours(articles, model_ref, args, quantize)
@@ -388,7 +378,7 @@ def timeline(articles: str, model_ref: str, args: argparse.Namespace, quantize: 
             events = sorted((json.loads(line) for line in f), key=lambda e: e["start"])
     finally:
         for name, value in originals.items():
-            setattr(pipeline, name, value)
+            setattr(stages, name, value)
         os.remove(log)
     print(f"timeline of ours {'int8' if quantize else 'fp32'} (s since run start; wall {seconds:.2f} s):")
     seen: set[int] = set()
@@ -425,7 +415,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="annotate the abstracts this many times over (a larger corpus)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=pipeline.DEFAULT_BATCH_SIZE["cpu"], help="windows per forward"
+        "--batch-size", type=int, default=plan.DEFAULT_BATCH_SIZE["cpu"], help="windows per forward"
     )
     parser.add_argument("--stride", type=int, default=32, help="window overlap in sub-tokens, both pipelines")
     parser.add_argument("--quantize", action="store_true", help="also int8: ours, bare forward, test F1")
@@ -464,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(THREADS)
     model_ref = models.resolve(args.model)
     tokenizer = models.load_tokenizer(model_ref)
-    max_length = pipeline.model_info(model_ref)["max_seq_length"]
+    max_length = models.info(model_ref)["max_seq_length"]
     workdir = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
     try:
         abstracts_table = pa.concat_tables([load_abstracts(args.articles, args.limit, workdir)] * args.repeat)

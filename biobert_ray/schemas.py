@@ -71,6 +71,31 @@ ENTITIES = pa.schema(
     ]
 )
 
+
+def _argument(n: int) -> list[pa.Field]:
+    """The columns of argument ``n`` of a relation; its offsets match the ``entities`` row it came from."""
+    return [
+        pa.field(f"arg{n}_text", pa.string(), nullable=False),
+        pa.field(f"arg{n}_type", pa.string(), nullable=False),  # the entity type in the entities table
+        pa.field(f"arg{n}_char_start", pa.int32(), nullable=False),  # into the section's text
+        pa.field(f"arg{n}_char_end", pa.int32(), nullable=False),
+    ]
+
+
+RELATIONS = pa.schema(
+    [
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),
+        pa.field("sentence_index", pa.int32(), nullable=False),
+        *_argument(1),  # the argument that comes first in the sentence
+        *_argument(2),
+        pa.field("relation", pa.string(), nullable=False),  # the predicted label
+        pa.field("score", pa.float32(), nullable=False),  # its softmax probability
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
 #: Errors of an annotation run (``<out>/_errors/<shard>.parquet``): row groups that failed, and why.
 ROW_GROUP_ERRORS = pa.schema(
     [

@@ -148,7 +148,7 @@ def test_each_row_group_is_its_own_task_and_block(medline_160, tiny_ner_model, t
     ner = make_task("ner")
     pending = plan.plan(ner, config, log=lambda *_: None)["pending"]
     work = [
-        {"shard": p["shard"], "path": p["path"], "row_group": g, "limit": take}
+        {"shard": p["shard"], "path": p["path"], "row_group": g, "limit": take, "side": "{}"}
         for p in pending
         for g, take in p["row_groups"]
     ]

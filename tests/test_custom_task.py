@@ -92,6 +92,12 @@ class SentenceTask:
     def metadata(self, examples: Sequence[Example], labels: Sequence[str]) -> dict[str, Any]:
         return {"classes": list(labels)}
 
+    def side_tables(self) -> dict[str, str]:
+        return {}
+
+    def for_models(self, metadata: Sequence[dict[str, Any]]) -> SentenceTask:
+        return self
+
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Sentence]:
         units = []
         for article in articles.to_pylist():

@@ -6,11 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 
+import polars as pl
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, save_tiny_ner_model
 
-from biobert_ray import cli, finetune, models
-from biobert_ray.config import FinetuneConfig
+from biobert_ray import annotate, cli, finetune, models, text
+from biobert_ray.config import AnnotateConfig, FinetuneConfig
 from biobert_ray.tasks.relation_formats import RelationExample, RelationFormatError, read_relations
 from biobert_ray.tasks.relation_metrics import relation_scores
 from biobert_ray.tasks.relations import RelationTask
@@ -117,6 +118,73 @@ def test_finetune_and_evaluate_gad_through_the_shared_path(tiny_bert, tmp_path, 
     assert "marks its arguments as 'positional'" in capsys.readouterr().err
     assert cli.main(["evaluate", "ner", "--model", model, "--data", data]) == 2
     assert "is a 're' model (biobert_ray.json), not a 'ner' model" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # no corpus annotation for relations yet: no such subcommand
-        cli.main(["annotate", "re", "--articles", "a", "--model", model, "--out", "o"])
-    assert "invalid choice: 're'" in capsys.readouterr().err
+
+
+def save_tiny_re_model(tiny_bert: str, out) -> str:
+    """A tiny untrained GAD-style relation model (labels 0/1, anonymised @GENE$/@DISEASE$ marking)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "0", 1: "1"}, label2id={"0": 0, "1": 1}
+    )
+    metadata = {
+        "task": "re", "label_list": ["0", "1"], "marking": "anonymized", "negative_label": "0",
+        "argument_types": ["DISEASE", "GENE"], "max_seq_length": 64,
+    }  # fmt: skip
+    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
+    return str(out)
+
+
+def expected_candidates(entities: pl.DataFrame, articles: pl.DataFrame) -> set[tuple]:
+    """Gene-disease mention pairs of one sentence, spans not overlapping, computed from the tables."""
+    pairs = set()
+    sections = {
+        (r["pmid"], s): r[s] or "" for r in articles.iter_rows(named=True) for s in ("title", "abstract")
+    }
+    for (pmid, section, index), group in entities.group_by("pmid", "section", "sentence_index"):
+        assert index < len(text.split_sentences(sections[(pmid, section)]))
+        mentions = sorted(group.iter_rows(named=True), key=lambda m: (m["char_start"], m["char_end"]))
+        for i, a in enumerate(mentions):
+            for b in mentions[i + 1 :]:
+                if b["char_start"] >= a["char_end"] and a["entity_type"] != b["entity_type"]:
+                    pairs.add(
+                        (pmid, section, index, a["char_start"], a["char_end"], b["char_start"], b["char_end"])
+                    )
+    return pairs
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.timeout(400)
+def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
+    tiny_bert, medline_160, tmp_path
+):
+    genes = save_tiny_ner_model(tiny_bert, tmp_path / "ner-gene", "Gene", seed=3)
+    diseases = save_tiny_ner_model(tiny_bert, tmp_path / "ner-disease", "Disease", seed=1)
+    entities = str(tmp_path / "entities")
+    config = AnnotateConfig(articles=medline_160, model=(genes, diseases), out=entities, cpus_per_actor=0.5)
+    assert annotate.run("ner", config, log=lambda *_: None)["status"] == "ok"
+    model, out = save_tiny_re_model(tiny_bert, tmp_path / "re"), str(tmp_path / "relations")
+    argv = ["annotate", "re", "--articles", medline_160, "--entities", entities, "--model", model,
+            "--out", out, "--cpus-per-actor", "0.5"]  # fmt: skip
+    assert cli.main([*argv, "--keep-negative"]) == 0
+    everything = pl.read_parquet(f"{out}/*.parquet")
+    expected = expected_candidates(
+        pl.read_parquet(f"{entities}/*.parquet"), pl.read_parquet(f"{medline_160}/*.parquet")
+    )
+    keys = ["pmid", "section", "sentence_index", "arg1_char_start", "arg1_char_end"]
+    found = set(everything.select(*keys, "arg2_char_start", "arg2_char_end").iter_rows())
+    assert found == expected and everything.height == len(expected) > 0, "every candidate, once"
+    assert set(zip(everything["arg1_type"], everything["arg2_type"], strict=True)) <= {
+        ("Gene", "Disease"),
+        ("Disease", "Gene"),
+    }
+    assert set(everything["relation"].unique()) <= {"0", "1"} and everything["model"].unique().to_list() == [
+        model
+    ]
+
+    # the default keeps the relations (label 1) scored at least --min-score; the same shards are redone
+    assert cli.main([*argv, "--min-score", "0.5"]) == 0
+    kept = pl.read_parquet(f"{out}/*.parquet")
+    assert kept.height == everything.filter((pl.col("relation") == "1") & (pl.col("score") >= 0.5)).height

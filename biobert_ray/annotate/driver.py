@@ -19,6 +19,7 @@ so, and a rerun without the cap redoes it.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -142,6 +143,7 @@ def run(task_name: str, config: AnnotateConfig, options: Any = None, log=print) 
     task = make_task(task_name, options)
     if not hasattr(task, "units"):
         raise ValueError(f"task {task_name!r} cannot annotate a corpus yet")
+    task = task.for_models([models.info(ref)["metadata"] for ref in config.model])
     started, start = runs.utc_now(), time.perf_counter()
     run_id = runs.new_run_id()
     with Lease(config.out, run_id, "annotate", force=config.force, log=log):
@@ -177,7 +179,13 @@ def _annotate(
         for group, part in state.shard["reused"].items():
             state.reuse(group, part)
         work.extend(
-            {"shard": name, "path": state.shard["path"], "row_group": g, "limit": take}
+            {
+                "shard": name,
+                "path": state.shard["path"],
+                "row_group": g,
+                "limit": take,
+                "side": json.dumps(state.shard["side"]),
+            }
             for g, take in state.shard["row_groups"]
             if g not in state.parts
         )

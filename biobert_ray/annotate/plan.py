@@ -62,11 +62,29 @@ def _row_groups(uri: str, remaining: int | None) -> tuple[list[tuple[int, int]],
     return groups, metadata.num_rows
 
 
+def _complete_by_name(table: str) -> dict[str, str]:
+    """The complete shards of ``table`` by shard name."""
+    return {runs.shard_name(uri): uri for uri in runs.complete_shards(table)[0]}
+
+
+def _side_identity(task: Task, side: dict[str, str]) -> dict[str, Any]:
+    """The identity of the side-table shards a shard is read with (their markers and sizes)."""
+    tables = task.side_tables()
+    return {
+        f"side_{name}": {
+            "marker": runs.digest(runs.read_marker(tables[name], uri)),
+            "size": storage.size(uri),
+        }
+        for name, uri in side.items()
+    }
+
+
 def plan(task: Task, config: AnnotateConfig, log) -> dict[str, Any]:
     """What this run must do: ``pending`` shards, ``skipped`` complete ones, ``incomplete`` inputs.
 
-    A pending shard is ``{shard, path, identity, digest, capped, row_groups, reused}``: the row
-    groups to annotate (``(index, rows)``) and the parts of earlier runs with the same identity.
+    A pending shard is ``{shard, path, identity, digest, capped, row_groups, reused, side}``: the row
+    groups to annotate (``(index, rows)``), the parts of earlier runs with the same identity, and the
+    shards of the task's side tables (same name; a shard without a complete one is incomplete).
     """
     complete, incomplete = runs.complete_shards(config.articles)
     if not complete and not incomplete:
@@ -74,10 +92,17 @@ def plan(task: Task, config: AnnotateConfig, log) -> dict[str, Any]:
     for item in incomplete:
         log(f"warning: not reading {item['shard']}: {item['reason']}")
     model_ids, options = model_identity(task, config)
+    sides = {name: _complete_by_name(table) for name, table in task.side_tables().items()}
     pending, skipped = [], []
     remaining = config.max_articles
     for uri in complete:
         name = runs.shard_name(uri)
+        side = {table: shards.get(name) for table, shards in sides.items()}
+        if missing := [table for table, side_uri in side.items() if side_uri is None]:
+            reason = f"its {missing[0]} shard {name} is missing or not complete"
+            log(f"warning: not reading {uri}: {reason}")
+            incomplete.append({"shard": uri, "reason": reason})
+            continue
         groups, rows = _row_groups(uri, remaining)
         taken = sum(take for _, take in groups)
         if remaining is not None:
@@ -85,7 +110,7 @@ def plan(task: Task, config: AnnotateConfig, log) -> dict[str, Any]:
         capped = taken < rows
         source = {"shard": name, "ingest_marker": runs.digest(runs.read_marker(config.articles, uri))}
         identity = {
-            "input": {**source, "size": storage.size(uri)},
+            "input": {**source, "size": storage.size(uri), **_side_identity(task, side)},
             "models": model_ids,
             "options": {**options, "articles": taken if capped else "all"},
         }
@@ -104,7 +129,7 @@ def plan(task: Task, config: AnnotateConfig, log) -> dict[str, Any]:
         pending.append(
             {
                 "shard": name, "path": uri, "identity": identity, "digest": digest, "capped": capped,
-                "row_groups": groups, "reused": reused,
+                "row_groups": groups, "reused": reused, "side": side,
             }
         )  # fmt: skip
     return {"pending": pending, "skipped": skipped, "incomplete": incomplete}

@@ -28,6 +28,7 @@ dies (a segfault, an out-of-memory kill) is retried (see :mod:`biobert_ray.annot
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import traceback
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from ray import cloudpickle
 
@@ -95,7 +97,8 @@ def guarded(stage: Callable[..., pa.Table]) -> Callable[..., pa.Table]:
 def read_and_encode(
     batch: dict[str, np.ndarray], task: Task, groups: dict[str, dict[str, Any]], stride: int
 ) -> pa.Table:
-    """One work item (``shard``, ``path``, ``row_group``, ``limit``: articles to take) -> its block.
+    """One work item (``shard``, ``path``, ``row_group``, ``limit``: articles to take, ``side``: JSON of
+    the side-table shards to read for its articles) -> its block.
 
     The block has a row per unit (one row with a null ``unit`` when the row group has none, so every
     row group reaches the last stage): ``shard``, ``row_group``, ``articles`` and ``units`` (counts,
@@ -116,7 +119,10 @@ def _read_and_encode(
     (row_group,), (limit,) = batch["row_group"], batch["limit"]
     with storage.open_parquet(path) as parquet:
         articles = parquet.read_row_group(int(row_group), columns=list(task.article_columns))
-    units = task.units(articles.slice(0, int(limit)), {})
+    articles = articles.slice(0, int(limit))
+    pmids = articles.column("pmid").to_pylist()
+    side = {name: _side_rows(uri, pmids) for name, uri in json.loads(batch["side"][0]).items()}
+    units = task.units(articles, side)
     n = max(1, len(units))
     columns: dict[str, Any] = {
         "shard": [shard] * n,
@@ -131,6 +137,14 @@ def _read_and_encode(
         )
         columns[f"windows_{key}"] = pa.array([cloudpickle.dumps(w) for w in windows] or [None], pa.binary())
     return pa.table(columns)
+
+
+def _side_rows(uri: str, pmids: list[int]) -> pa.Table:
+    """The rows of a side-table shard (e.g. ``entities``) for the articles ``pmids`` (Parquet row-group
+    statistics skip the groups that hold none of them: the shards are sorted by PMID)."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, filters=[("pmid", "in", pmids)])
 
 
 def _unpickled(column: pa.ChunkedArray) -> list[Any]:

@@ -17,11 +17,11 @@ The flow of data, with the methods that shape it:
   windows of a unit and across units, as question answering does across a question's documents);
   ``score`` compares predictions with the examples (its ``primary`` metric picks the best
   checkpoint) and ``report`` prints the scores;
-- **annotation**: ``units`` turns one row group of the ``articles`` table (with the rows of any side
-  tables for the same articles, e.g. ``entities`` for relation extraction) into units that keep
-  their provenance; ``encode``, ``collate``, ``select`` and ``decode`` as above, with no labels;
-  ``rows`` turns the predictions into rows of the task's ``table`` (``schema``), sorted by
-  ``sort_keys``.
+- **annotation**: ``for_models`` fits the task to the models' metadata; ``units`` turns one row
+  group of the ``articles`` table (with the rows of the ``side_tables`` for the same articles, e.g.
+  ``entities`` for relation extraction) into units that keep their provenance; ``encode``,
+  ``collate``, ``select`` and ``decode`` as above, with no labels; ``rows`` turns the predictions
+  into rows of the task's ``table`` (``schema``), sorted by ``sort_keys``.
 
 Windows are plain dicts (``input_ids`` and the task's bookkeeping) and units and predictions plain
 picklable objects: the shared code moves them between Ray processes and never looks inside, except
@@ -80,6 +80,16 @@ class Task(Protocol):
     def metadata(self, examples: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
         """What the task saves in a fine-tuned model's metadata beside the label list (``examples``:
         the training examples), e.g. what annotation must repeat to mark its units as in training."""
+        ...
+
+    def side_tables(self) -> dict[str, str]:
+        """Tables whose shard of the same name annotation reads beside each articles shard (name ->
+        table directory; e.g. ``{"entities": ...}`` for relation extraction), or none."""
+        ...
+
+    def for_models(self, metadata: Sequence[dict[str, Any]]) -> Task:
+        """This task as annotation runs it for models with this saved ``metadata`` (e.g. marking
+        candidates as they were in training); refuses models that cannot share one run."""
         ...
 
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Any]:

@@ -147,6 +147,14 @@ class NerTask:
         """The entity types the model tags."""
         return {"entity_types": sorted({label[2:] for label in labels if label != conll.OUTSIDE})}
 
+    def side_tables(self) -> dict[str, str]:
+        """None: NER reads the articles alone."""
+        return {}
+
+    def for_models(self, metadata: Sequence[dict[str, Any]]) -> NerTask:
+        """The same task: NER units do not depend on the models."""
+        return self
+
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[CorpusSentence]:
         """The sentences of the articles' titles and abstracts (:func:`corpus_sentences`)."""
         return corpus_sentences(articles)

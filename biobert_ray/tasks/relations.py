@@ -13,24 +13,36 @@ its first sub-tokens, which may not hold them; when the arguments themselves are
 a window, the window starts at the first argument. Decoding takes the softmax of the logits: the
 label is the most probable class and ``score`` its probability. Scores: :mod:`relation_metrics`.
 
-Annotation of a corpus (units: candidate pairs of mentions from the ``entities`` table; rows of the
-``relations`` table) is not implemented yet: ``annotate`` lists only the tasks that have ``units``.
+**Annotation** reads each ``articles`` shard with the ``entities`` shard of the same name
+(``--entities``). Its units are candidate pairs: two mentions in one sentence (the sentences of
+:func:`biobert_ray.text.split_sentences`, as NER annotation numbered them) whose entity types are the
+model's two argument types (from its training file's ``@TYPE$`` marks, matched to entity types
+case-insensitively, or ``--arg-types MODEL=ENTITIES``) and whose spans do not overlap. Each
+candidate is marked as the model was trained: anonymised (both mentions replaced by ``@TYPE$``) or
+with positional brackets (``<< first >>``, ``[[ second ]]``). A sentence with more than
+``--max-pairs-per-sentence`` candidates keeps its first ones in text order. Rows of the
+``relations`` table (``schemas.RELATIONS``) are the candidates predicted as a relation (not the
+negative class) with a score at or above ``--min-score``; ``--keep-negative`` keeps every candidate.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from biobert_ray import schemas, text
 from biobert_ray.config import option
 from biobert_ray.tasks import relation_metrics
 from biobert_ray.tasks.base import ModelInfo, attention_mask, pad
 from biobert_ray.tasks.relation_formats import (
+    ANONYMIZED_RE,
     FORMATS,
     MARKING,
     RelationExample,
@@ -53,6 +65,38 @@ class RelationOptions:
         "false where present, none otherwise; 'none': every label is a relation)",
         commands=("finetune",),
     )
+    entities: str | None = option(
+        None, "the entities table of the articles (annotate ner's output), read shard by shard",
+        commands=("annotate",),
+    )  # fmt: skip
+    arg_types: tuple[str, ...] = option(
+        (), "MODEL_TYPE=ENTITY_TYPE pairs mapping the model's argument types to the entities table's "
+        "(default: matched case-insensitively, GENE=Gene)", commands=("annotate",),
+    )  # fmt: skip
+    max_pairs_per_sentence: int = option(
+        200,
+        "candidate pairs classified per sentence at most (the first in text order)",
+        commands=("annotate",),
+    )
+    min_score: float = option(
+        0.5, "keep relations predicted with at least this probability", commands=("annotate",)
+    )
+    keep_negative: bool = option(
+        False, "also keep candidates predicted as no relation", commands=("annotate",)
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Two mentions of one sentence, marked for the model: ``text`` is the marked sentence; each
+    argument is ``(text, entity type, char_start, char_end)`` with offsets into its section."""
+
+    pmid: int
+    section: str
+    sentence_index: int
+    text: str
+    arg1: tuple[str, str, int, int]
+    arg2: tuple[str, str, int, int]
 
 
 @dataclass(frozen=True)
@@ -90,8 +134,18 @@ class RelationTask:
     model_class = AutoModelForSequenceClassification
     Options = RelationOptions
 
-    def __init__(self, options: RelationOptions | None = None) -> None:
+    table = "relations"
+    schema = schemas.RELATIONS
+    sort_keys = ("pmid", "section", "sentence_index", "arg1_char_start", "arg2_char_start", "model")
+    unit_name = "candidate pairs"
+    article_columns = ("pmid", "title", "abstract")
+
+    def __init__(
+        self, options: RelationOptions | None = None, marking: str = "anonymized", types: dict | None = None
+    ) -> None:
         self.options = options or RelationOptions()
+        #: How annotation marks candidates, and the model's argument types -> entity types.
+        self.marking, self.types = marking, types or {}
 
     def read(self, uri: str, model: dict[str, Any] | None = None) -> list[RelationExample]:
         """The examples of a relation file (``--format``, or the format recognised from the file).
@@ -116,10 +170,80 @@ class RelationTask:
         file_format = self.options.format
         if file_format == "auto":
             file_format = "chemprot-jsonl" if examples and "<<" in examples[0].text else "biobert-tsv"
+        marks = sorted({m[1:-1] for e in examples for m in ANONYMIZED_RE.findall(e.text)})
         return {
             "marking": MARKING[file_format],
             "negative_label": negative_label(labels, self.options.negative_label),
+            "argument_types": marks if MARKING[file_format] == "anonymized" else [],
         }
+
+    def side_tables(self) -> dict[str, str]:
+        """The ``entities`` table (``--entities``), whose mentions make the candidate pairs."""
+        if not self.options.entities:
+            raise ValueError("annotate re needs --entities: the entities table of the articles")
+        return {"entities": self.options.entities}
+
+    def for_models(self, metadata: Sequence[dict[str, Any]]) -> RelationTask:
+        """This task marking candidates as the models were trained (all must agree), with the models'
+        argument types mapped to entity types (``--arg-types``, else case-insensitively)."""
+        settings = {(m.get("marking"), tuple(m.get("argument_types", []))) for m in metadata}
+        if len(settings) != 1:
+            raise ValueError(f"relation models of one run must share marking and argument types: {settings}")
+        ((marking, model_types),) = settings
+        mapping = dict(pair.split("=", 1) for pair in self.options.arg_types)
+        if marking == "positional" and len(mapping) != 2:
+            raise ValueError(
+                "a model trained on positional marks needs --arg-types A=EntityTypeA B=EntityTypeB"
+            )
+        types = {t: mapping.get(t, t) for t in model_types} if marking == "anonymized" else mapping
+        return RelationTask(self.options, marking, types)
+
+    def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Candidate]:
+        """Candidate pairs of the articles' sentences from their ``entities`` rows (module docstring)."""
+        wanted = {entity.lower(): model for model, entity in self.types.items()}
+        mentions: dict[tuple, list[dict]] = defaultdict(list)
+        for row in side["entities"].to_pylist():
+            if row["entity_type"].lower() in wanted:
+                mentions[(row["pmid"], row["section"], row["sentence_index"])].append(row)
+        units = []
+        for article in articles.select(["pmid", "title", "abstract"]).to_pylist():
+            for section in ("title", "abstract"):
+                body = article[section] or ""
+                for index, (start, end) in enumerate(text.split_sentences(body)):
+                    found = mentions.get((article["pmid"], section, index))
+                    if found:
+                        where = (article["pmid"], section, index, start)
+                        units.extend(self._candidates(where, body[start:end], found, wanted))
+        return units
+
+    def _candidates(self, where: tuple, sentence: str, found: list[dict], wanted: dict) -> list[Candidate]:
+        """The candidate pairs of one sentence among its mentions ``found`` (``where``: pmid, section,
+        sentence index and the sentence's offset in its section)."""
+        pmid, section, index, offset = where
+        found = sorted(found, key=lambda m: (m["char_start"], m["char_end"]))
+        pairs = []
+        for i, a in enumerate(found):
+            for b in found[i + 1 :]:
+                types = {wanted[a["entity_type"].lower()], wanted[b["entity_type"].lower()]}
+                if b["char_start"] < a["char_end"] or (len(self.types) == 2 and len(types) != 2):
+                    continue  # overlapping mentions, or not the model's two argument types
+                pairs.append((a, b))
+        result = []
+        for a, b in pairs[: self.options.max_pairs_per_sentence]:
+            marked = self._mark(sentence, offset, a, b, wanted)
+            args = [(m["text"], m["entity_type"], m["char_start"], m["char_end"]) for m in (a, b)]
+            result.append(Candidate(pmid, section, index, marked, args[0], args[1]))
+        return result
+
+    def _mark(self, sentence: str, offset: int, a: dict, b: dict, wanted: dict) -> str:
+        """``sentence`` with mentions ``a`` (first) and ``b`` marked as the model was trained."""
+        (a0, a1), (b0, b1) = [(m["char_start"] - offset, m["char_end"] - offset) for m in (a, b)]
+        if self.marking == "anonymized":
+            first = f"@{wanted[a['entity_type'].lower()]}$"
+            second = f"@{wanted[b['entity_type'].lower()]}$"
+        else:
+            first, second = f"<< {sentence[a0:a1]} >>", f"[[ {sentence[b0:b1]} ]]"
+        return f"{sentence[:a0]}{first}{sentence[a1:b0]}{second}{sentence[b1:]}"
 
     def encode(
         self,
@@ -197,6 +321,21 @@ class RelationTask:
             best = int(probs.argmax())
             predictions.append(Prediction(model.id2label[best], float(probs[best]), negative))
         return predictions
+
+    def rows(self, units: Sequence[Candidate], predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+        """``relations`` rows of the candidates predicted as a relation at ``--min-score`` or above
+        (every candidate with ``--keep-negative``)."""
+        rows = []
+        for unit, prediction in zip(units, predictions, strict=True):
+            positive = prediction.label != prediction.negative and prediction.score >= self.options.min_score
+            if not (positive or self.options.keep_negative):
+                continue
+            row = {"pmid": unit.pmid, "section": unit.section, "sentence_index": unit.sentence_index}
+            for n, (arg_text, arg_type, start, end) in ((1, unit.arg1), (2, unit.arg2)):
+                row |= {f"arg{n}_text": arg_text, f"arg{n}_type": arg_type}
+                row |= {f"arg{n}_char_start": start, f"arg{n}_char_end": end}
+            rows.append({**row, "relation": prediction.label, "score": prediction.score})
+        return rows
 
     def score(self, examples: Sequence[RelationExample], predictions: Sequence[Prediction]) -> dict[str, Any]:
         """:func:`relation_metrics.relation_scores` without the model's negative class."""
