@@ -152,6 +152,18 @@ def query_entities_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def query_relations_command(args: argparse.Namespace) -> int:
+    """``biobert-ray query relations``: argument pairs found by ``annotate re``, optionally of one entity."""
+    import polars as pl
+
+    from biobert_ray import query
+
+    frame = query.relations_of(args.table, entity=args.entity, relation=args.relation).head(args.top)
+    with pl.Config(tbl_rows=args.top, fmt_str_lengths=50):
+        print(frame.collect())
+    return 0
+
+
 def pretrain_command(args: argparse.Namespace) -> int:
     """``biobert-ray pretrain``: masked-LM pretraining on an articles table; prints the run summary.
 
@@ -263,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pairs", choices=["sentence", "article"], help="entity pairs co-occurring in a sentence/article"
     )
     q.set_defaults(func=query_entities_command)
+    q = qsub.add_parser("relations", parents=[common], help="relations of an annotated table")
+    q.add_argument("table", help="relations table directory (local or s3://)")
+    q.add_argument("--entity", help="only pairs with an argument of this text (case-insensitive)")
+    q.add_argument("--relation", help="only this predicted label")
+    q.add_argument("--top", type=int, default=20, help="rows to print")
+    q.set_defaults(func=query_relations_command)
 
     task_commands = (
         ("finetune", cfg.FinetuneConfig, finetune_command, "fine-tune a task head with Ray Train"),

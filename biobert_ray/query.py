@@ -155,3 +155,43 @@ def cooccurrences(table: str, within: str = "sentence", min_count: int = 1) -> p
         .filter(pl.col("count") >= min_count)
         .sort(["count", "entity_a", "entity_b"], descending=[True, False, False])
     )
+
+
+def relations(table: str) -> pl.LazyFrame:
+    """The ``relations`` table written by ``annotate re`` (schema ``schemas.RELATIONS``)."""
+    return scan(table)
+
+
+def relations_of(table: str, entity: str | None = None, relation: str | None = None) -> pl.LazyFrame:
+    """Distinct argument pairs of the relations found, most supported first.
+
+    ``entity`` keeps the pairs with an argument whose text is ``entity`` (case-insensitive);
+    ``relation`` keeps one predicted label. Columns: ``arg1``/``arg1_type``, ``arg2``/``arg2_type``
+    (lower-cased texts, in sentence order), ``relation``, ``sentences`` (mentions of the pair),
+    ``articles``, ``best_score`` and ``pmids`` (up to 5, for reading the evidence).
+    """
+    frame = relations(table)
+    if entity:
+        wanted = entity.lower()
+        frame = frame.filter(
+            (pl.col("arg1_text").str.to_lowercase() == wanted)
+            | (pl.col("arg2_text").str.to_lowercase() == wanted)
+        )
+    if relation:
+        frame = frame.filter(pl.col("relation") == relation)
+    return (
+        frame.group_by(
+            pl.col("arg1_text").str.to_lowercase().alias("arg1"),
+            "arg1_type",
+            pl.col("arg2_text").str.to_lowercase().alias("arg2"),
+            "arg2_type",
+            "relation",
+        )
+        .agg(
+            pl.len().alias("sentences"),
+            pl.col("pmid").n_unique().alias("articles"),
+            pl.col("score").max().alias("best_score"),
+            pl.col("pmid").unique().sort().head(5).alias("pmids"),
+        )
+        .sort(["sentences", "best_score", "arg1", "arg2"], descending=[True, True, False, False])
+    )

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import SAMPLES, save_tiny_ner_model
 
-from biobert_ray import annotate, cli, finetune, models, text
+from biobert_ray import annotate, cli, finetune, models, query, text
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
 from biobert_ray.tasks.relation_formats import RelationExample, RelationFormatError, read_relations
 from biobert_ray.tasks.relation_metrics import relation_scores
@@ -183,6 +183,19 @@ def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
     assert set(everything["relation"].unique()) <= {"0", "1"} and everything["model"].unique().to_list() == [
         model
     ]
+
+    # query: the pairs of one entity, with their support
+    arg = everything.row(0, named=True)["arg1_text"]
+    pairs = query.relations_of(out, entity=arg).collect()
+    assert pairs.height > 0 and ((pairs["arg1"] == arg.lower()) | (pairs["arg2"] == arg.lower())).all()
+    assert (
+        pairs["sentences"].sum()
+        == everything.filter(
+            (pl.col("arg1_text").str.to_lowercase() == arg.lower())
+            | (pl.col("arg2_text").str.to_lowercase() == arg.lower())
+        ).height
+    )
+    assert cli.main(["query", "relations", out, "--entity", arg, "--top", "3"]) == 0
 
     # the default keeps the relations (label 1) scored at least --min-score; the same shards are redone
     assert cli.main([*argv, "--min-score", "0.5"]) == 0
