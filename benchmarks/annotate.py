@@ -31,8 +31,8 @@ default, picks there), and the fp32 and bf16 models are scored on the NCBI-disea
 and scores the fp32 and int8 models on the NCBI-disease dev and test sets (``--score``;
 ``evaluation.evaluate_examples``, strict IOB2 entity F1), since int8 changes the model's output.
 ``--stages`` times the stages of our pipeline in this process, without Ray (read + units + encode,
-predict minus forward, forward, decode + write, per row group),
-and with ``--profile`` prints the cProfile of the non-forward stages. ``--timeline`` runs ours once
+predict minus forward, forward, decode + write, per row group), and with ``--profile`` prints the
+cProfile of the stages (the forward included, inside ``predict``). ``--timeline`` runs ours once
 more with every stage call timestamped (stage functions and actor class swapped for logging
 subclasses/wrappers for that run): when each stage ran, in which process, when that process started,
 and how much of each predict call was the model forward. Together they show where the time goes
@@ -257,7 +257,7 @@ def stage_times(
     Calls the very functions the Ray Data stages call (``read_and_encode``, ``Predictor``,
     ``decode_and_write``) once per row group, as the Ray Data stages get them; the model
     forward is timed apart from the rest of ``Predictor.__call__``. ``profiler``, when given, is enabled
-    around everything but the forward.
+    around every stage call (the forward inside the predict call included).
     """
     refs = [model_ref]
     groups, membership = build.tokenizer_groups(tuple(refs), None)
@@ -426,7 +426,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="labelled NER files that --quantize scores fp32 and int8 on",
     )
     parser.add_argument("--stages", action="store_true", help="time our stages in-process, without Ray")
-    parser.add_argument("--profile", action="store_true", help="with --stages: cProfile of non-forward work")
+    parser.add_argument(
+        "--profile", action="store_true", help="with --stages: cProfile of the stage calls (forward included)"
+    )
     parser.add_argument("--timeline", action="store_true", help="timestamp every stage call of one more run")
     return parser.parse_args(argv)
 
