@@ -75,6 +75,11 @@ def _failure(shard: str, row_group: int, stage: str, exc: BaseException) -> pa.T
     )
 
 
+def _key(batch: pa.Table) -> tuple[str, int]:
+    """``(shard, row group)`` of a row group's block (every row holds the same)."""
+    return batch.column("shard")[0].as_py(), batch.column("row_group")[0].as_py()
+
+
 def guarded(stage: Callable[..., pa.Table]) -> Callable[..., pa.Table]:
     """Run ``stage`` on a row group's block; an exception becomes the block's failure row.
 
@@ -88,8 +93,7 @@ def guarded(stage: Callable[..., pa.Table]) -> Callable[..., pa.Table]:
         try:
             return stage(batch, *args, **kwargs)
         except Exception as exc:
-            shard, row_group = batch.column("shard")[0].as_py(), batch.column("row_group")[0].as_py()
-            return _failure(shard, row_group, stage.__name__, exc)
+            return _failure(*_key(batch), stage.__name__, exc)
 
     return run
 
@@ -213,8 +217,7 @@ class Predictor:
         try:
             return self._predict(batch)
         except Exception as exc:
-            shard, row_group = batch.column("shard")[0].as_py(), batch.column("row_group")[0].as_py()
-            return _failure(shard, row_group, "predict", exc)
+            return _failure(*_key(batch), "predict", exc)
 
     def _holds(self, pmid: int, batch: pa.Table) -> bool:
         return any(getattr(u, "pmid", None) == pmid for u in _unpickled(batch.column("unit")))
@@ -249,8 +252,7 @@ def decode_and_write(
         try:
             return _decode_and_write(batch, task, refs, groups, out, run_id, digests)
         except Exception as exc:
-            shard, row_group = batch.column("shard")[0].as_py(), batch.column("row_group")[0].as_py()
-            batch = _failure(shard, row_group, "decode_and_write", exc)
+            batch = _failure(*_key(batch), "decode_and_write", exc)
     failed = batch.to_pylist()[0]
     row = {**dict.fromkeys(SUMMARY.names), **failed, "rows": 0, "units": 0, "articles": 0}
     return pa.Table.from_pylist([row], schema=SUMMARY)
@@ -265,7 +267,7 @@ def _decode_and_write(
     run_id: str,
     digests: dict[str, str],
 ) -> pa.Table:
-    shard, row_group = batch.column("shard")[0].as_py(), batch.column("row_group")[0].as_py()
+    shard, row_group = _key(batch)
     n_units, articles = batch.column("units")[0].as_py(), batch.column("articles")[0].as_py()
     units = _unpickled(batch.column("unit"))
     keys = set(zip(batch.column("shard").to_pylist(), batch.column("row_group").to_pylist(), strict=True))
