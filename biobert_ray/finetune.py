@@ -45,11 +45,13 @@ ENCODE_CPUS = 0.5
 logger = logging.getLogger(__name__)
 
 
-def _encode_batch(batch: dict[str, Any], task: Task, tokenizer_ref: str, **kwargs: Any) -> dict[str, list]:
+def _encode_batch(
+    batch: dict[str, Any], task: Task, tokenizer_ref: str, added_tokens: tuple[str, ...], **kwargs: Any
+) -> dict[str, list]:
     """Ray Data stage: a batch of pickled examples (column ``example``) -> one pickled training
     window per row (column ``window``)."""
     examples = [cloudpickle.loads(blob) for blob in batch["example"]]
-    per_example = task.encode(examples, models.cached_tokenizer(tokenizer_ref), **kwargs)
+    per_example = task.encode(examples, models.cached_tokenizer(tokenizer_ref, added_tokens), **kwargs)
     return {"window": [cloudpickle.dumps(w) for example_windows in per_example for w in example_windows]}
 
 
@@ -66,7 +68,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     torch.manual_seed(cfg["seed"])
     torch.set_num_threads(cfg["threads"])
     task: Task = cfg["task"]
-    tokenizer = models.cached_tokenizer(cfg["base_model"])
+    tokenizer = models.cached_tokenizer(cfg["base_model"], cfg["added_tokens"])
     restored = checkpoints.restore_latest_loadable(
         ray.train.get_checkpoint(),
         lambda directory: _load(directory, task),
@@ -152,14 +154,18 @@ def _train_loop(cfg: dict[str, Any]) -> None:
 
 
 def _base_model(cfg: dict[str, Any], model_class: Any):
-    """The base model with a fresh task head for the run's labels."""
-    return models.load_model(
+    """The base model with a fresh task head for the run's labels, and embeddings for the tokens the
+    task adds to the tokenizer (initialised to the mean of the others)."""
+    model = models.load_model(
         cfg["base_model"],
         model_class,
         num_labels=len(cfg["label_list"]),
         id2label=dict(enumerate(cfg["label_list"])),
         label2id={label: i for i, label in enumerate(cfg["label_list"])},
     )
+    if cfg["added_tokens"]:
+        model.resize_token_embeddings(len(models.cached_tokenizer(cfg["base_model"], cfg["added_tokens"])))
+    return model
 
 
 def _run_identity(task: Task, config: FinetuneConfig, base_model: str) -> dict[str, Any]:
@@ -193,7 +199,9 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
     dev_examples = task.read(config.dev)[: config.max_eval_samples] if config.dev else []
     label_list = task.labels([*train_examples, *dev_examples])
     label2id = {label: i for i, label in enumerate(label_list)}
-    tokenizer = models.cached_tokenizer(base_model)
+    # tokens the task adds to the tokenizer (relation marker tokens), from what it saves in the model
+    added_tokens = tuple(task.metadata(train_examples, label_list).get("added_tokens", ()))
+    tokenizer = models.cached_tokenizer(base_model, added_tokens)
     encode_args = {"max_length": config.max_seq_length, "stride": config.stride, "label2id": label2id}
     dev_windows = task.encode(dev_examples, tokenizer, **encode_args)
 
@@ -208,7 +216,7 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
     items.context.execution_options.preserve_order = True
     train_set = items.map_batches(
         _encode_batch,
-        fn_kwargs={"task": task, "tokenizer_ref": base_model, **encode_args},
+        fn_kwargs={"task": task, "tokenizer_ref": base_model, "added_tokens": added_tokens, **encode_args},
         batch_size=512,
         num_cpus=ENCODE_CPUS,
     ).materialize()
@@ -228,6 +236,7 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
     loop_config = {
         "task": task,
         "base_model": base_model,
+        "added_tokens": added_tokens,
         "label_list": label_list,
         "learning_rate": config.learning_rate,
         "weight_decay": config.weight_decay,

@@ -106,9 +106,15 @@ def load_tokenizer(ref: str):
 
 
 @functools.lru_cache(maxsize=8)
-def cached_tokenizer(ref: str):
-    """:func:`load_tokenizer`, loaded once per process (for Ray workers that tokenize many batches)."""
-    return load_tokenizer(ref)
+def cached_tokenizer(ref: str, added_tokens: tuple[str, ...] = ()):
+    """:func:`load_tokenizer`, loaded once per process (for Ray workers that tokenize many batches),
+    with ``added_tokens`` (e.g. relation marker tokens) added as special tokens of their own, in order,
+    so every process gives them the same ids; a model trained with them saves the extended tokenizer."""
+    tokenizer = load_tokenizer(ref)
+    new = [token for token in added_tokens if token not in tokenizer.get_vocab()]
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+    return tokenizer
 
 
 def load_model(ref: str, model_class: Any, **kwargs: Any):

@@ -7,6 +7,12 @@
   ``MedlineCitationSet`` root), ``test_current_medline.xml.gz`` (4) and ``pubmed-29768149.xml`` (1).
 - ``gad/``: fold 1 of GAD (gene-disease associations) in BioBERT's relation format: ``train.tsv.gz``
   (4,796 sentences) and ``test.tsv.gz`` (534, with BioBERT's ``index`` header).
+- ``bc5cdr_typed/``: BC5CDR NER with typed tags (``B-Chemical``, ``I-Disease``, ...) in BioBERT's
+  token-per-line format, gzipped: ``train`` (4,560 sentences) and ``test`` (4,797); from the Crichton
+  et al. 2017 release (``cambridgeltl/MTL-Bioinformatics-2016``).
+- ``bc5cdr_cid/``: the BioCreative V CDR corpus in PubTator format (Chemical and Disease mentions with
+  MeSH ids, chemical-induced-disease relations per abstract): ``train.pubtator.gz`` (500 abstracts,
+  1,038 relations) and ``test.pubtator.gz`` (500, 1,066); from ``JHnlp/BioCreative-V-CDR-Corpus``.
 - ``chemprot/``: the first 300 lines of SciBERT's ChemProt ``train.txt`` and the first 100 of
   ``dev.txt`` (JSON lines, ``<< >>``/``[[ ]]`` argument marks), gzipped; for tests.
 """
@@ -31,3 +37,17 @@ def ncbi_disease(split: str) -> str:
     if split not in ("train", "devel", "test"):
         raise ValueError(f"NCBI-disease has train, devel and test splits, not {split!r}")
     return sample_path("ncbi_disease", f"{split}.tsv.gz")
+
+
+def bc5cdr_typed(split: str) -> str:
+    """Path of a bundled BC5CDR typed NER split: ``train`` or ``test``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"the bundled BC5CDR NER has train and test splits, not {split!r}")
+    return sample_path("bc5cdr_typed", f"{split}.tsv.gz")
+
+
+def bc5cdr_cid(split: str) -> str:
+    """Path of a bundled BC5CDR-CID PubTator split: ``train`` or ``test``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"the bundled BC5CDR-CID has train and test splits, not {split!r}")
+    return sample_path("bc5cdr_cid", f"{split}.pubtator.gz")

@@ -86,12 +86,26 @@ RELATIONS = pa.schema(
     [
         pa.field("pmid", pa.int64(), nullable=False),
         pa.field("section", pa.string(), nullable=False),
-        pa.field("sentence_index", pa.int32(), nullable=False),
+        pa.field("sentence_index", pa.int32(), nullable=False),  # the first argument's sentence
+        pa.field("last_sentence_index", pa.int32(), nullable=False),  # the second's (> with a distance)
         *_argument(1),  # the argument that comes first in the sentence
         *_argument(2),
         pa.field("relation", pa.string(), nullable=False),  # the predicted label
         pa.field("score", pa.float32(), nullable=False),  # its softmax probability
         pa.field("model", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+#: Input records an annotation run could not use (``<out>/_rejected/<shard>.parquet``), e.g. an
+#: ``entities`` row whose offsets do not match its article's text; the rest of the shard completes.
+REJECTED = pa.schema(
+    [
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("table", pa.string(), nullable=False),  # the input table the record came from
+        pa.field("pmid", pa.int64()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("record", pa.string()),  # the record as JSON, for a human to look at
         pa.field("run_id", pa.string(), nullable=False),
     ]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,11 +13,12 @@ from conftest import SAMPLES, save_tiny_ner_model
 
 from biobert_ray import annotate, cli, finetune, models, query, text
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
-from biobert_ray.tasks.relation_formats import RelationExample, RelationFormatError, read_relations
-from biobert_ray.tasks.relation_metrics import relation_scores
-from biobert_ray.tasks.relations import RelationTask
+from biobert_ray.tasks.relation import RelationTask
+from biobert_ray.tasks.relation.formats import RelationExample, RelationFormatError, read_relations
+from biobert_ray.tasks.relation.metrics import relation_scores
+from biobert_ray.tasks.relation.task import RelationOptions
 
-GAD, CHEMPROT = SAMPLES / "gad", SAMPLES / "chemprot"
+GAD, CHEMPROT, CID = SAMPLES / "gad", SAMPLES / "chemprot", SAMPLES / "bc5cdr_cid"
 
 
 def test_readers_recognise_biobert_tsv_and_scibert_jsonl():
@@ -120,6 +122,41 @@ def test_finetune_and_evaluate_gad_through_the_shared_path(tiny_bert, tmp_path, 
     assert "is a 're' model (biobert_ray.json), not a 'ner' model" in capsys.readouterr().err
 
 
+def first_documents(source, out, count: int) -> str:
+    """The first ``count`` documents of a PubTator file, written to ``out``."""
+    with gzip.open(source, "rt") as f:
+        documents = f.read().strip().split("\n\n")[:count]
+    out.write_text("\n\n".join(documents) + "\n\n")
+    return str(out)
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.timeout(400)
+def test_finetune_cid_with_typed_markers_added_to_the_tokenizer(tiny_bert, tmp_path, capsys):
+    train = first_documents(CID / "train.pubtator.gz", tmp_path / "train.pubtator", 30)
+    dev = first_documents(CID / "test.pubtator.gz", tmp_path / "dev.pubtator", 20)
+    model = str(tmp_path / "re-cid")
+    config = FinetuneConfig(
+        base_model=tiny_bert, train=train, dev=dev, out=model, epochs=1, batch_size=16,
+        learning_rate=1e-3, max_seq_length=64, num_workers=1, cpus_per_worker=0.5,
+    )  # fmt: skip
+    summary = finetune.finetune("re", config, RelationOptions(max_sentence_distance=1), log=lambda *_: None)
+    metadata = models.read_metadata(model)
+    assert metadata["marking"] == "typed" and metadata["argument_types"] == ["Chemical", "Disease"]
+    assert metadata["negative_label"] == "false" and metadata["max_sentence_distance"] == 1
+    assert summary["dev_scores"]["primary"]["name"] == "document f1"
+    tokenizer = models.load_tokenizer(model)
+    assert all(len(tokenizer.tokenize(t)) == 1 for t in metadata["added_tokens"]) and len(tokenizer) == len(
+        models.load_tokenizer(tiny_bert)
+    ) + len(metadata["added_tokens"])
+    # evaluation makes the candidates as the model was trained (sentence distance 1, typed markers)
+    assert cli.main(["evaluate", "re", "--model", model, "--data", dev]) == 0
+    out = capsys.readouterr().out
+    assert "document level (" in out and "recall ceiling of the candidates" in out
+    assert cli.main(["evaluate", "re", "--model", model, "--data", str(GAD / "test.tsv.gz")]) == 2
+    assert "marks its arguments as 'anonymized'" in capsys.readouterr().err
+
+
 def save_tiny_re_model(tiny_bert: str, out) -> str:
     """A tiny untrained GAD-style relation model (labels 0/1, anonymised @GENE$/@DISEASE$ marking)."""
     import torch
@@ -197,7 +234,46 @@ def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
     )
     assert cli.main(["query", "relations", out, "--entity", arg, "--top", "3"]) == 0
 
-    # the default keeps the relations (label 1) scored at least --min-score; the same shards are redone
+    # an entities table with a row whose text is not its article's: that row is rejected, the rest kept;
+    # the default keeps the relations (label 1) scored at least --min-score
+    bad_row = corrupt_one_row(entities, str(tmp_path / "entities-bad"))
+    argv[argv.index(entities)] = str(tmp_path / "entities-bad")
     assert cli.main([*argv, "--min-score", "0.5"]) == 0
     kept = pl.read_parquet(f"{out}/*.parquet")
-    assert kept.height == everything.filter((pl.col("relation") == "1") & (pl.col("score") >= 0.5)).height
+    involved = pl.lit(False)
+    for n in (1, 2):
+        involved = involved | (
+            (pl.col("pmid") == bad_row["pmid"]) & (pl.col("section") == bad_row["section"])
+            & (pl.col(f"arg{n}_char_start") == bad_row["char_start"])
+        )  # fmt: skip
+    expected_kept = everything.filter((pl.col("relation") == "1") & (pl.col("score") >= 0.5) & ~involved)
+    assert kept.height == expected_kept.height
+    rejected = pl.read_parquet(f"{out}/_rejected/*.parquet")
+    assert rejected.height == 1 and rejected["pmid"][0] == bad_row["pmid"]
+    assert rejected["reason"][0].startswith("text 'XXX' does not match the article's")
+    assert json.loads((tmp_path / "relations" / "_run.json").read_text())["counts"]["rejected_records"] == 1
+
+
+def corrupt_one_row(entities: str, out: str) -> dict:
+    """A copy of the ``entities`` table at ``out`` whose first row has a wrong text; returns that row."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from biobert_ray import runs, schemas, storage
+
+    shutil.copytree(entities, out)
+    shard = sorted(Path(out).glob("*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    original = dict(rows[0])
+    rows[0]["text"] = "XXX"
+    storage.write_parquet(pa.Table.from_pylist(rows, schema=schemas.ENTITIES), str(shard), schemas.ENTITIES)
+    marker = runs.read_marker(out, str(shard))
+    summary = {
+        k: v for k, v in marker.items() if k not in ("name", "identity", "outputs", "capped", "completed_at")
+    }
+    runs.mark_complete(
+        out, marker["name"], marker["identity"], [str(shard)], capped=marker["capped"], **summary
+    )
+    return original

@@ -9,6 +9,8 @@ One output shard per input articles shard, as ``<shard>.parquet`` (the task's ta
   shard is in progress. A rerun with the same identity reuses them, so a killed run loses at most the
   row groups it was working on, and a failed row group is the only one redone;
 - ``_errors/<shard>.parquet``: row groups that failed, and why (``schemas.ROW_GROUP_ERRORS``);
+- ``_rejected/<shard>.parquet``: input records the task could not use, and why (``schemas.REJECTED``;
+  e.g. an ``entities`` row that does not match its article); the rest of the shard completes;
 - ``_run.json``: status, config, counts, failures, wall time and articles/s; ``_lease.json`` while a
   run writes here (:mod:`biobert_ray.lease`).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +31,7 @@ import pyarrow as pa
 from biobert_ray import models, resources, runs, schemas, storage
 from biobert_ray.annotate.build import STAGE_CPUS, build
 from biobert_ray.annotate.plan import plan
-from biobert_ray.config import AnnotateConfig
+from biobert_ray.config import AnnotateConfig, to_dict
 from biobert_ray.console import Progress
 from biobert_ray.lease import Lease
 from biobert_ray.runtime import connect
@@ -81,19 +84,33 @@ class ShardState:
 
 
 def _finish(config: AnnotateConfig, task: Task, state: ShardState, run_id: str) -> dict[str, Any]:
-    """Merge a shard's parts into ``<shard>.parquet``, sorted, mark it complete, drop its parts."""
+    """Merge a shard's parts into ``<shard>.parquet``, sorted, write the input records its units
+    rejected to ``_rejected/<shard>.parquet``, mark it complete, drop its parts."""
     shard = state.shard
-    tables = []
+    tables, counts, rejected = [], Counter(), []
     for _, part in sorted(state.parts.items()):
         with storage.open_parquet(part) as parquet:
             tables.append(parquet.read().cast(task.schema))
+            notes = json.loads(parquet.schema_arrow.metadata[b"notes"])
+        counts.update(notes["counts"])
+        rejected += notes["rejected"]
     merged = pa.concat_tables(tables) if tables else task.schema.empty_table()
     merged = merged.sort_by([(c, "ascending") for c in task.sort_keys])
     target = storage.join(config.out, f"{shard['shard']}.parquet")
     storage.write_parquet(merged, target, task.schema)
+    rejected_uri = storage.join(config.out, "_rejected", f"{shard['shard']}.parquet")
+    if rejected:
+        where = {"shard": shard["shard"], "run_id": run_id}
+        rows = [{**r, "record": json.dumps(r["record"], default=str), **where} for r in rejected]
+        table = pa.Table.from_pylist(rows, schema=schemas.REJECTED)
+        storage.write_parquet(table, rejected_uri, schemas.REJECTED)
+    else:
+        storage.remove(rejected_uri)
     summary = {"source": shard["path"], "articles": state.articles, "units": state.units}
+    summary |= {"counts": dict(counts), "rejected": len(rejected)}
+    outputs = [target, rejected_uri] if rejected else [target]
     runs.mark_complete(
-        config.out, shard["shard"], shard["identity"], [target], capped=shard["capped"],
+        config.out, shard["shard"], shard["identity"], outputs, capped=shard["capped"],
         rows=merged.num_rows, run_id=run_id, **summary,
     )  # fmt: skip
     _remove_dir(storage.join(config.out, "_parts", shard["shard"]))
@@ -244,11 +261,14 @@ def _summary(
             "articles": sum(s["articles"] for s in shards),
             "units": sum(s["units"] for s in shards),
             "rows": sum(s["rows"] for s in shards),
+            "rejected_records": sum(s.get("rejected", 0) for s in shards),
+            **sum((Counter(s.get("counts", {})) for s in shards), Counter()),
         },
         rate=("articles_per_second", sum(s["articles"] for s in [*finished, *failed])),
         shards=shards,
         run_id=run_id,
         task=task.name,
+        task_options=to_dict(task.options),
         unit_name=task.unit_name,
         table=task.table,
         status="ok" if ok else "failed",

@@ -44,7 +44,7 @@ from ray import cloudpickle
 
 from biobert_ray import inference, models, storage
 from biobert_ray.annotate.plan import part_uri
-from biobert_ray.tasks.base import ModelInfo, Task
+from biobert_ray.tasks.base import ModelInfo, Task, Units
 
 #: Fault injection for tests and drills: an actor whose block holds this PMID kills its own process.
 KILL_AT_PMID_ENV = "BIOBERT_RAY_KILL_ACTOR_AT_PMID"
@@ -106,7 +106,8 @@ def read_and_encode(
 
     The block has a row per unit (one row with a null ``unit`` when the row group has none, so every
     row group reaches the last stage): ``shard``, ``row_group``, ``articles`` and ``units`` (counts,
-    for the last stage's check that the block is whole), ``unit`` and, per tokenizer group,
+    for the last stage's check that the block is whole), ``notes`` (JSON of the :class:`Units`'
+    counts and rejected records), ``unit`` and, per tokenizer group,
     ``windows_<key>`` (pickled). A failure becomes the row group's failure row.
     """
     (shard,), (row_group,) = batch["shard"], batch["row_group"]
@@ -126,13 +127,15 @@ def _read_and_encode(
     articles = articles.slice(0, int(limit))
     pmids = articles.column("pmid").to_pylist()
     side = {name: _side_rows(uri, pmids) for name, uri in json.loads(batch["side"][0]).items()}
-    units = task.units(articles, side)
+    units = Units.of(task.units(articles, side))
     n = max(1, len(units))
+    notes = json.dumps({"counts": units.counts, "rejected": units.rejected}, default=str)
     columns: dict[str, Any] = {
         "shard": [shard] * n,
         "row_group": [int(row_group)] * n,
         "articles": [int(limit)] * n,
         "units": [len(units)] * n,
+        "notes": [notes] * n,
         "unit": pa.array([cloudpickle.dumps(u) for u in units] or [None], pa.binary()),
     }
     for key, group in groups.items():
@@ -282,7 +285,8 @@ def _decode_and_write(
         predictions = task.decode(units, windows, selected, model)
         rows.extend({**row, "model": ref, "run_id": run_id} for row in task.rows(units, predictions))
     part = part_uri(out, shard, digests[shard], row_group)
-    counts = {b"units": str(n_units).encode()}  # for a rerun that reuses the part
+    # for a rerun that reuses the part, and for the shard's totals and rejected records
+    counts = {b"units": str(n_units).encode(), b"notes": batch.column("notes")[0].as_py().encode()}
     storage.write_parquet(
         pa.Table.from_pylist(rows, schema=task.schema), part, task.schema.with_metadata(counts)
     )

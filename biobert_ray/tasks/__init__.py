@@ -11,7 +11,7 @@ from typing import Any
 
 from biobert_ray.tasks.base import Task
 from biobert_ray.tasks.ner import NerTask
-from biobert_ray.tasks.relations import RelationTask
+from biobert_ray.tasks.relation import RelationTask
 
 TASKS: dict[str, type] = {"ner": NerTask, "re": RelationTask}
 

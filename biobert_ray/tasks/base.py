@@ -93,7 +93,8 @@ class Task(Protocol):
         ...
 
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[Any]:
-        """The units of one row group of articles (and side-table rows of the same articles)."""
+        """The units of one row group of articles (and side-table rows of the same articles): a list,
+        or a :class:`Units` that also reports counts and the input records it could not use."""
         ...
 
     def encode(
@@ -138,6 +139,27 @@ class Task(Protocol):
     def report(self, scores: dict[str, Any]) -> str:
         """``scores`` as text for the console."""
         ...
+
+
+class Units(list):
+    """The units of a row group, with what annotation reports beside them: ``counts`` (name -> number,
+    summed over the run, e.g. candidate pairs a cap left out) and ``rejected`` input records (dicts with
+    ``table``, ``pmid``, ``reason`` and ``record``, an excerpt), written to ``<out>/_rejected``."""
+
+    def __init__(
+        self,
+        units: Sequence[Any] = (),
+        counts: dict[str, int] | None = None,
+        rejected: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        super().__init__(units)
+        self.counts = dict(counts or {})
+        self.rejected = list(rejected)
+
+    @classmethod
+    def of(cls, units: Sequence[Any]) -> Units:
+        """``units`` as :class:`Units` (a plain list has no counts and rejects nothing)."""
+        return units if isinstance(units, Units) else cls(units)
 
 
 def pad(windows: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:

@@ -8,6 +8,13 @@
   accuracy) and macro-F1 (the mean F1 of the classes with gold examples).
 
 Every class also gets its own row (precision, recall, F1, support). Zero divisions give 0.0.
+
+**Document level** (PubTator files such as BC5CDR-CID, whose relations hold between concepts of a
+document): a document's predicted relations are the ``(type, concept, concept)`` triples of its
+candidate pairs predicted positive; they are scored against the document's gold relations, micro over
+all documents of the file, with gold mentions (BioCreative V's CID measure). Relations with no
+candidate pair at all (no sentence window holds a mention of both concepts) count as missed; the
+**recall ceiling** is the share of gold relations that some candidate stands for.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+
+from biobert_ray.tasks.relation.formats import DocumentPairs
 
 _REPORT_KEYS = ("precision", "recall", "f1", "support")
 
@@ -51,8 +60,26 @@ def relation_scores(gold: Sequence[str], pred: Sequence[str], negative: str | No
     }  # fmt: skip
 
 
+def document_scores(documents: Sequence[DocumentPairs], positive: Sequence[bool]) -> dict[str, Any]:
+    """Document-level precision, recall and F1 of the relations predicted by candidate pairs (one
+    :class:`DocumentPairs` and one positive/negative prediction per candidate), with the recall
+    ceiling of the candidates (module docstring)."""
+    gold, reachable, predicted = set(), set(), set()
+    for pairs, is_positive in zip(documents, positive, strict=True):
+        gold |= {(pairs.document, *relation) for relation in pairs.gold}
+        gold |= set(pairs.unreachable)
+        stands_for = {(pairs.document, *relation) for relation in pairs.concepts}
+        reachable |= stands_for
+        if is_positive:
+            predicted |= stands_for
+    row = _row(len(gold), len(predicted), len(predicted & gold))
+    ceiling = len(reachable & gold) / len(gold) if gold else 0.0
+    return {**row, "recall_ceiling": ceiling, "documents": len({p.document for p in documents})}
+
+
 def format_report(scores: dict[str, Any]) -> str:
-    """One row per class, then the micro-averaged row and the macro F1, as an aligned table."""
+    """One row per class, then the micro-averaged row and the macro F1, as an aligned table (and the
+    document-level scores, when there are some)."""
     rows = [*scores["per_class"].items(), ("overall", scores["overall"])]
     width = max(len(name) for name, _ in rows)
     lines = [f"{'class':<{width}}" + "".join(f"{key:>11}" for key in _REPORT_KEYS)]
@@ -64,4 +91,11 @@ def format_report(scores: dict[str, Any]) -> str:
         f"positive classes (negative class {negative!r} excluded)" if negative is not None else "all classes"
     )
     lines.append(f"overall: micro-averaged over {scope}; macro F1 {scores['macro_f1']:.4f}")
+    document = scores.get("document")
+    if document:
+        lines.append(
+            f"document level ({document['documents']} documents with candidates, {document['support']} "
+            f"gold relations): precision {document['precision']:.4f} recall {document['recall']:.4f} "
+            f"F1 {document['f1']:.4f}; recall ceiling of the candidates {document['recall_ceiling']:.4f}"
+        )
     return "\n".join(lines)
