@@ -105,6 +105,12 @@ def print_annotate_summary(report: dict[str, Any]) -> None:
         f"{report['wall_seconds']:.1f}s, {report['articles_per_second'] or 0:.1f} articles/s"
     )
     out = report["config"]["out"]
+    if c.get("pairs_skipped_by_cap"):
+        cap = report["task_options"]["max_pairs_per_sentence"]
+        print(f"  {c['pairs_skipped_by_cap']} candidate pairs skipped: over {cap} pairs in one sentence")
+    if c.get("rejected_records"):
+        rejected = storage.join(out, "_rejected")
+        print(f"  {c['rejected_records']} input records rejected, with the reasons in {rejected}")
     if report.get("error"):
         print(f"  FAILED: the run stopped: {report['error']}")
     for shard in report["shards"]:
@@ -161,6 +167,20 @@ def query_relations_command(args: argparse.Namespace) -> int:
     frame = query.relations_of(args.table, entity=args.entity, relation=args.relation).head(args.top)
     with pl.Config(tbl_rows=args.top, fmt_str_lengths=50):
         print(frame.collect())
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``biobert-ray export FORMAT``: write the articles with their entities (and relations) as one file."""
+    from biobert_ray import export
+
+    report = export.export(
+        args.format, args.articles, args.entities, args.out, args.relations, args.all_articles
+    )
+    print(
+        f"export {report['format']}: {report['articles']} articles, {report['mentions']} mentions, "
+        f"{report['relations']} relations -> {report['out']}"
+    )
     return 0
 
 
@@ -281,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--relation", help="only this predicted label")
     q.add_argument("--top", type=int, default=20, help="rows to print")
     q.set_defaults(func=query_relations_command)
+
+    p = sub.add_parser("export", parents=[common], help="articles + entities -> PubTator or BioC JSON")
+    p.add_argument("format", choices=["pubtator", "bioc"], help="PubTator text or a BioC JSON collection")
+    p.add_argument("--articles", required=True, help="articles table directory (local or s3://)")
+    p.add_argument("--entities", required=True, help="entities table of the articles (annotate ner's output)")
+    p.add_argument("--relations", help="relations table of the articles (annotate re's output)")
+    p.add_argument("--out", required=True, help="the file to write (local or s3://), written atomically")
+    p.add_argument("--all-articles", action="store_true", help="also write the articles without mentions")
+    p.set_defaults(func=export_command)
 
     task_commands = (
         ("finetune", cfg.FinetuneConfig, finetune_command, "fine-tune a task head with Ray Train"),
