@@ -16,10 +16,14 @@ Each example is one sentence whose two arguments are already marked in its text,
   the file (Chemical and Disease for CID), labelled with the relation when their concept pair is a
   relation of the document and ``false`` otherwise. Each example carries its document's concept pairs
   (:class:`DocumentPairs`) for document-level scoring.
+- ``ddi-xml`` (DDI-2013): a directory, tar archive or file of DDI XML (:mod:`.ddi`); one example per
+  listed pair, marked as annotation marks (typed entity markers unless ``--marking`` says otherwise),
+  labelled with the pair's type or ``false``. ``uri#train``, ``uri#dev``, ``uri#test`` select a
+  deterministic document split of it.
 
-The format is recognised from the file's first line (``--format`` names it instead). A malformed line
-stops the reader with :class:`RelationFormatError` (or :class:`.pubtator.PubTatorError`) naming the
-file and line.
+The format is recognised from the file's first line, or for DDI from the path or first element
+(``--format`` names it instead). A malformed line stops the reader with :class:`RelationFormatError`
+(or :class:`.pubtator.PubTatorError`, :class:`.ddi.DDIFormatError`) naming the file and line.
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ from dataclasses import dataclass
 
 from biobert_ray import text as text_spans
 from biobert_ray.storage import open_input
-from biobert_ray.tasks.relation import candidates, pubtator
+from biobert_ray.tasks.relation import candidates, ddi, pubtator
 from biobert_ray.tasks.relation.marking import ANONYMIZED_RE, POSITIONAL_MARKS
 
-FORMATS = ("biobert-tsv", "chemprot-jsonl", "pubtator")
+FORMATS = ("biobert-tsv", "chemprot-jsonl", "pubtator", "ddi-xml")
 #: How each format marks the two arguments when the reader is not told (saved in a model's metadata).
-MARKING = {"biobert-tsv": "anonymized", "chemprot-jsonl": "positional", "pubtator": "typed"}
+MARKING = {
+    "biobert-tsv": "anonymized",
+    "chemprot-jsonl": "positional",
+    "pubtator": "typed",
+    "ddi-xml": "typed",
+}
 #: The label of a candidate pair of a file with offsets that is no relation of its document.
 NO_RELATION = "false"
 
@@ -85,8 +94,12 @@ class RelationFormatError(ValueError):
 
 
 def sniff(uri: str) -> str:
-    """The format of the file at ``uri`` from its first non-empty line (ValueError if none fits)."""
-    with open_input(uri) as stream:
+    """The format of the file at ``uri`` from its first non-empty line, or DDI XML from its path or first
+    element; a ``#train``/``#dev``/``#test`` selector is left aside (ValueError if none fits)."""
+    path, _ = ddi.split_selector(uri)
+    if ddi.recognises(path):
+        return "ddi-xml"
+    with open_input(path) as stream:
         for raw in stream:
             line = raw.decode("utf-8", "replace").lstrip("\ufeff").strip()
             if not line:
@@ -110,6 +123,10 @@ def read_relations(
         file_format = sniff(uri)
     if file_format not in FORMATS:
         raise ValueError(f"unknown relation format {file_format!r}; known: {', '.join(FORMATS)}")
+    if file_format == "ddi-xml":
+        return file_format, _read_ddi(uri, options or ReadOptions())
+    if ddi.split_selector(uri)[1]:
+        raise ValueError(f"{uri}: a #train/#dev/#test split selects documents of DDI XML only")
     if file_format == "pubtator":
         return file_format, _read_pubtator(uri, options or ReadOptions())
     reader = _read_tsv if file_format == "biobert-tsv" else _read_jsonl
@@ -163,6 +180,14 @@ def _read_jsonl(uri: str) -> list[RelationExample]:
             raise RelationFormatError(uri, number, "expected one << >> and one [[ ]] argument", line)
         examples.append(RelationExample(text, str(record["label"]), uri, number, "positional"))
     return examples
+
+
+def _read_ddi(uri: str, options: ReadOptions) -> list[RelationExample]:
+    """One example per pair of DDI XML (:mod:`.ddi`), labelled with its type or :data:`NO_RELATION`."""
+    return [
+        RelationExample(p.text, p.relation or NO_RELATION, p.source, p.line, options.marking, p.types)
+        for p in ddi.read_ddi(uri, options.marking)
+    ]
 
 
 def _read_pubtator(uri: str, options: ReadOptions) -> list[RelationExample]:

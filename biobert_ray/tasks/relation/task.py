@@ -58,7 +58,7 @@ class RelationOptions:
         choices=("auto", *FORMATS), commands=("finetune", "evaluate"),
     )  # fmt: skip
     marking: str = option(
-        "auto", "how files with offsets (pubtator) mark the arguments (auto: typed entity markers)",
+        "auto", "how files with offsets (pubtator, ddi-xml) mark the arguments (auto: typed entity markers)",
         choices=("auto", "typed", "anonymized"), commands=("finetune",),
     )  # fmt: skip
     max_sentence_distance: int | None = option(
