@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from biobert_ray import config as cfg
-from biobert_ray import console, runs, samples, storage, tasks
+from biobert_ray import console, storage, tasks
 
 
 def print_ingest_summary(report: dict[str, Any]) -> None:
@@ -78,6 +78,19 @@ def finetune_command(args: argparse.Namespace) -> int:
     print(f"best epoch {summary['best_epoch'] + 1}; model saved to {config.out}")
     if summary["dev_scores"]:
         print(tasks.make_task(args.task, options).report(summary["dev_scores"]))
+    return 0
+
+
+def crossval_command(args: argparse.Namespace) -> int:
+    """``biobert-ray crossval TASK``: every fold as a Ray Tune trial; print each fold, the mean and sd."""
+    from biobert_ray import crossval
+
+    config, options = task_configs(cfg.CrossvalConfig, args)
+    summary = crossval.crossval(args.task, config, options)
+    mean, sd = summary["mean"], summary["sd"]
+    scores = ", ".join(f"{key} {mean[key]:.4f} (sd {sd[key]:.4f})" for key in mean)
+    print(f"crossval {args.task}: {len(summary['folds'])} folds, mean {scores}")
+    print(f"  per fold and config: {storage.join(config.out, 'crossval.json')}")
     return 0
 
 
@@ -164,9 +177,15 @@ def query_relations_command(args: argparse.Namespace) -> int:
 
     from biobert_ray import query
 
-    frame = query.relations_of(args.table, entity=args.entity, relation=args.relation).head(args.top)
+    if args.pair:
+        if not args.articles:
+            raise ValueError("--pair needs --articles, the articles table the relations were found in")
+        with pl.Config(tbl_rows=args.top, fmt_str_lengths=200):
+            print(query.relation_evidence(args.table, args.articles, *args.pair).head(args.top))
+        return 0
+    frame = query.relations_of(args.table, entity=args.entity, relation=args.relation, by=args.by)
     with pl.Config(tbl_rows=args.top, fmt_str_lengths=50):
-        print(frame.collect())
+        print(frame.head(args.top).collect())
     return 0
 
 
@@ -215,48 +234,10 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """``biobert-ray demo``: the laptop quickstart on bundled data, no network.
+    """``biobert-ray demo``: entities, then relations, on the bundled data (:mod:`biobert_ray.demo`)."""
+    from biobert_ray import demo
 
-    Ingest the bundled MEDLINE sample, fine-tune NER on 2,000 NCBI-disease training sentences from
-    all-MiniLM-L6-v2, evaluate on the NCBI-disease test set, annotate the sample, query the entities.
-    """
-    from biobert_ray import annotate, evaluation, finetune, ingest, query
-    from biobert_ray.tasks.ner import NerOptions
-
-    out = args.out_dir
-    articles, model, entities = (storage.join(out, name) for name in ("articles", "ner-disease", "entities"))
-    print(f"[1/5] ingest the bundled MEDLINE sample -> {articles}")
-    report = ingest.run(cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles, overwrite=True))
-    print_ingest_summary(report)
-
-    print(f"[2/5] fine-tune NER (Disease) on {args.train_sentences} NCBI-disease sentences -> {model}")
-    training = cfg.FinetuneConfig(
-        train=samples.ncbi_disease("train"), dev=samples.ncbi_disease("devel"), out=model,
-        max_train_samples=args.train_sentences, epochs=2, batch_size=16, learning_rate=2e-4,
-        warmup_ratio=0.0, max_seq_length=128, num_workers=1,
-        run_name=f"demo-{runs.new_run_id()}",
-    )  # fmt: skip
-    ner = tasks.make_task("ner", NerOptions(entity_type="Disease"))
-    summary = finetune.finetune("ner", training, ner.options, log=print)
-    print(f"best dev F1 {summary['dev_scores']['overall']['f1']:.4f} (epoch {summary['best_epoch'] + 1})")
-
-    print("[3/5] evaluate on the NCBI-disease test set")
-    result = evaluation.evaluate("ner", cfg.EvaluateConfig(model=model, data=samples.ncbi_disease("test")))
-    print(ner.report(result))
-
-    print(f"[4/5] annotate the sample -> {entities}")
-    report = annotate.run(
-        "ner", cfg.AnnotateConfig(articles=articles, model=(model,), out=entities, overwrite=True)
-    )
-    c = report["counts"]
-    print(
-        f"{c['articles']} articles, {c['units']} sentences -> {c['rows']} entities, "
-        f"{report['articles_per_second']:.1f} articles/s"
-    )
-
-    print("[5/5] query: the most mentioned diseases")
-    print(query.top_entities(entities, "Disease", 10).collect())
-    print(f"test F1 {result['overall']['f1']:.4f}; tables in {out}/")
+    demo.run(args.out_dir, args.train_sentences, args.train_pairs)
     return 0
 
 
@@ -299,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("table", help="relations table directory (local or s3://)")
     q.add_argument("--entity", help="only pairs with an argument of this text (case-insensitive)")
     q.add_argument("--relation", help="only this predicted label")
+    q.add_argument("--by", choices=["sentences", "articles"], default="sentences", help="order the pairs by")
+    q.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the sentences behind A-B relations")
+    q.add_argument("--articles", help="articles table, for the sentences of --pair")
     q.add_argument("--top", type=int, default=20, help="rows to print")
     q.set_defaults(func=query_relations_command)
 
@@ -314,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     task_commands = (
         ("finetune", cfg.FinetuneConfig, finetune_command, "fine-tune a task head with Ray Train"),
         ("evaluate", cfg.EvaluateConfig, evaluate_command, "score a fine-tuned model with the task's metric"),
+        ("crossval", cfg.CrossvalConfig, crossval_command, "cross-validate: each fold a Ray Tune trial"),
         ("annotate", cfg.AnnotateConfig, annotate_command, "run fine-tuned models over an articles table"),
     )
     for command, config_cls, func, help_text in task_commands:
@@ -324,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a task that cannot annotate a corpus (yet)
             t = per_task.add_parser(name, parents=[common], help=(task_cls.__doc__ or "").splitlines()[0])
             cfg.add_arguments(t, config_cls)
-            cfg.add_arguments(t, task_cls.Options, command=command)
+            # cross-validation fine-tunes and evaluates: it takes the task's fine-tuning options
+            cfg.add_arguments(t, task_cls.Options, command="finetune" if command == "crossval" else command)
             t.set_defaults(func=func)
 
     p = sub.add_parser(
@@ -335,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="laptop quickstart on the bundled sample data")
     p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables and model")
-    p.add_argument("--train-sentences", type=int, default=2000, help="NCBI-disease training sentences to use")
+    p.add_argument("--train-sentences", type=int, default=2000, help="BC5CDR NER training sentences to use")
+    p.add_argument("--train-pairs", type=int, default=2250, help="BC5CDR-CID training candidate pairs to use")
     p.set_defaults(func=demo_command)
     return parser
 

@@ -89,6 +89,24 @@ class FinetuneConfig(TrainConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CrossvalConfig(TrainConfig):
+    """``biobert-ray crossval``: fine-tune and score every fold of a data set, as Ray Tune trials."""
+
+    data: str = required("folder of folds <data>/<k>/train.* and <data>/<k>/test.* (BioBERT's layout)")
+    folds: int = option(10, "run folds 1..N")
+    out: str = option("out/crossval", "where each fold's model (fold-<k>/) and crossval.json are written")
+    epochs: int = option(3, "training epochs")
+    batch_size: int = option(32, "global batch size (split across workers)")
+    max_seq_length: int = option(128, "longest input in sub-tokens")
+    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    max_train_samples: int | None = option(None, "use only the first N training examples of each fold")
+    max_concurrent_folds: int | None = option(
+        None, "folds trained at once (default: as many as the cluster holds; one at a time on one machine "
+        "unless --cpus-per-worker is given)",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
     """``biobert-ray evaluate``: score a fine-tuned model on a labelled file."""
 

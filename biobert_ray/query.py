@@ -162,14 +162,19 @@ def relations(table: str) -> pl.LazyFrame:
     return scan(table)
 
 
-def relations_of(table: str, entity: str | None = None, relation: str | None = None) -> pl.LazyFrame:
+def relations_of(
+    table: str, entity: str | None = None, relation: str | None = None, by: str = "sentences"
+) -> pl.LazyFrame:
     """Distinct argument pairs of the relations found, most supported first.
 
     ``entity`` keeps the pairs with an argument whose text is ``entity`` (case-insensitive);
-    ``relation`` keeps one predicted label. Columns: ``arg1``/``arg1_type``, ``arg2``/``arg2_type``
-    (lower-cased texts, in sentence order), ``relation``, ``sentences`` (mentions of the pair),
-    ``articles``, ``best_score`` and ``pmids`` (up to 5, for reading the evidence).
+    ``relation`` keeps one predicted label; ``by`` orders by ``sentences`` or ``articles``. Columns:
+    ``arg1``/``arg1_type``, ``arg2``/``arg2_type`` (case-folded texts, in text order), ``relation``,
+    ``sentences`` (mentions of the pair), ``articles``, ``best_score`` and ``pmids`` (up to 5, for
+    reading the evidence with :func:`relation_evidence`).
     """
+    if by not in ("sentences", "articles"):
+        raise ValueError(f"order by 'sentences' or 'articles', not {by!r}")
     frame = relations(table)
     if entity:
         wanted = entity.lower()
@@ -193,5 +198,35 @@ def relations_of(table: str, entity: str | None = None, relation: str | None = N
             pl.col("score").max().alias("best_score"),
             pl.col("pmid").unique().sort().head(5).alias("pmids"),
         )
-        .sort(["sentences", "best_score", "arg1", "arg2"], descending=[True, True, False, False])
+        .sort([by, "best_score", "arg1", "arg2"], descending=[True, True, False, False])
+    )
+
+
+def relation_evidence(relations_table: str, articles_table: str, first: str, second: str) -> pl.DataFrame:
+    """The sentences behind the relations between ``first`` and ``second`` (texts, case-insensitive, in
+    either order): one row per relation with ``pmid``, ``section``, ``relation``, ``score``, both
+    arguments and ``evidence``, the text of its sentences (from the current version of its article)."""
+    from biobert_ray import text
+
+    a, b = first.lower(), second.lower()
+    arg1, arg2 = pl.col("arg1_text").str.to_lowercase(), pl.col("arg2_text").str.to_lowercase()
+    either_order = ((arg1 == a) & (arg2 == b)) | ((arg1 == b) & (arg2 == a))
+    found = relations(relations_table).filter(either_order).collect()
+    bodies = (
+        current_articles(articles_table)
+        .filter(pl.col("pmid").is_in(found["pmid"].unique().to_list()))
+        .select("pmid", "title", "abstract")
+        .collect()
+    )
+    by_pmid = {row["pmid"]: row for row in bodies.iter_rows(named=True)}
+    evidence = []
+    for row in found.iter_rows(named=True):
+        body = (by_pmid.get(row["pmid"]) or {}).get(row["section"]) or ""
+        spans = text.split_sentences(body)[row["sentence_index"] : row["last_sentence_index"] + 1]
+        evidence.append(body[spans[0][0] : spans[-1][1]] if spans else None)
+    columns = ["pmid", "section", "relation", "score", "arg1_text", "arg2_text"]
+    return (
+        found.select(columns)
+        .with_columns(pl.Series("evidence", evidence, dtype=pl.String))
+        .sort(["score", "pmid"], descending=[True, False])
     )

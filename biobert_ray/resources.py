@@ -30,7 +30,7 @@ class ResourceError(ValueError):
     """A reservation that cannot fit on this Ray; the message names the option to change."""
 
 
-def _alive_nodes() -> int:
+def alive_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
@@ -49,7 +49,7 @@ def cpus_per_unit(
     when the reservation cannot fit on a single-node Ray. Call after Ray is connected.
     """
     total = ray.cluster_resources().get("CPU", 0.0)
-    single_node = _alive_nodes() <= 1
+    single_node = alive_nodes() <= 1
     room = total - data_cpus
     if requested is None:
         if use_gpu or not single_node:

@@ -205,6 +205,26 @@ def save_tiny_ner_model(tiny_bert: str, out: Path, entity_type: str, seed: int =
     return str(out)
 
 
+def save_tiny_re_model(tiny_bert: str, out, argument_types: tuple[str, ...] = ("DISEASE", "GENE")) -> str:
+    """A tiny untrained GAD-style relation model (labels 0/1, anonymised marking, by default of
+    @GENE$/@DISEASE$ pairs; one argument type relates any two mentions of that type)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from biobert_ray import models
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "0", 1: "1"}, label2id={"0": 0, "1": 1}
+    )
+    metadata = {
+        "task": "re", "label_list": ["0", "1"], "marking": "anonymized", "negative_label": "0",
+        "argument_types": list(argument_types), "max_seq_length": 64,
+    }  # fmt: skip
+    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
     """A tiny untrained Disease tagger (see :func:`save_tiny_ner_model`)."""
@@ -253,3 +273,28 @@ def medline_160(ray_local, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("articles") / "articles")
     ingest.run(IngestConfig(input=(str(inputs),), out=out, rows_per_group=16), log=lambda *_: None)
     return out
+
+
+def run_notebook(name: str, out: Path) -> str:
+    """Execute ``notebooks/<name>`` with ``BIOBERT_RAY_OUT=out`` (and ``out`` as its directory); returns
+    what its cells printed. Fails if any cell raised."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    previous = os.environ.get("BIOBERT_RAY_OUT")
+    os.environ["BIOBERT_RAY_OUT"] = str(out)
+    try:
+        NotebookClient(
+            notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(out)}}
+        ).execute()
+    finally:
+        if previous is None:
+            del os.environ["BIOBERT_RAY_OUT"]
+        else:
+            os.environ["BIOBERT_RAY_OUT"] = previous
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return "".join(o.get("text", "") for o in outputs)

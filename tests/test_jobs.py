@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import SAMPLES, submit_job
+from conftest import SAMPLES, save_tiny_ner_model, save_tiny_re_model, submit_job
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -54,3 +54,18 @@ def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, medline_160, t
     logs = submit_job(ray_head, *annotate, "--out", str(entities), "--cpus-per-actor", "0.5")
     assert "2 processed, 0 skipped, 0 failed), 160 articles" in logs
     assert pl.scan_parquet(entities / "*.parquet").select(pl.col("pmid").n_unique()).collect().item() > 0
+
+
+def test_extract_job_runs_ner_then_relations(ray_head, tiny_bert, medline_160, tmp_path):
+    genes = save_tiny_ner_model(tiny_bert, tmp_path / "ner-gene", "Gene", seed=3)
+    diseases = save_tiny_ner_model(tiny_bert, tmp_path / "ner-disease", "Disease", seed=1)
+    relation_model = save_tiny_re_model(tiny_bert, tmp_path / "re")
+    entities, relations = tmp_path / "entities", tmp_path / "relations"
+    job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", genes,
+           "--ner-model", diseases, "--re-model", relation_model, "--entities", str(entities),
+           "--relations", str(relations), "--cpus-per-actor", "0.5", "--keep-negative"]  # fmt: skip
+    logs = submit_job(ray_head, *job)
+    assert "annotate ner: 2 shards (2 processed" in logs and "annotate re: 2 shards (2 processed" in logs
+    found = pl.read_parquet(relations / "*.parquet")
+    mentions = pl.read_parquet(entities / "*.parquet")
+    assert found.height > 0 and set(found["pmid"]) <= set(mentions["pmid"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import SAMPLES, save_tiny_ner_model
+from conftest import SAMPLES, run_notebook, save_tiny_ner_model, save_tiny_re_model
 
 from biobert_ray import annotate, cli, finetune, models, query, text
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
@@ -157,23 +157,6 @@ def test_finetune_cid_with_typed_markers_added_to_the_tokenizer(tiny_bert, tmp_p
     assert "marks its arguments as 'anonymized'" in capsys.readouterr().err
 
 
-def save_tiny_re_model(tiny_bert: str, out) -> str:
-    """A tiny untrained GAD-style relation model (labels 0/1, anonymised @GENE$/@DISEASE$ marking)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert, num_labels=2, id2label={0: "0", 1: "1"}, label2id={"0": 0, "1": 1}
-    )
-    metadata = {
-        "task": "re", "label_list": ["0", "1"], "marking": "anonymized", "negative_label": "0",
-        "argument_types": ["DISEASE", "GENE"], "max_seq_length": 64,
-    }  # fmt: skip
-    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
-    return str(out)
-
-
 def expected_candidates(entities: pl.DataFrame, articles: pl.DataFrame) -> set[tuple]:
     """Gene-disease mention pairs of one sentence, spans not overlapping, computed from the tables."""
     pairs = set()
@@ -233,6 +216,27 @@ def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
         ).height
     )
     assert cli.main(["query", "relations", out, "--entity", arg, "--top", "3"]) == 0
+    by_articles = query.relations_of(out, by="articles").collect()
+    assert by_articles["articles"].to_list() == sorted(by_articles["articles"].to_list(), reverse=True)
+    # the sentences behind one pair, in either argument order, from the articles' text
+    first = everything.row(0, named=True)
+    evidence = query.relation_evidence(out, medline_160, first["arg2_text"].upper(), first["arg1_text"])
+    lowered = {first["arg1_text"].lower(), first["arg2_text"].lower()}
+    same_pair = everything.filter(
+        pl.col("arg1_text").str.to_lowercase().is_in(list(lowered))
+        & pl.col("arg2_text").str.to_lowercase().is_in(list(lowered))
+    )
+    assert evidence.height == same_pair.height > 0
+    for row in evidence.iter_rows(named=True):
+        assert row["arg1_text"] in row["evidence"] and row["arg2_text"] in row["evidence"]
+    pair = ["--pair", first["arg1_text"], first["arg2_text"], "--articles", medline_160]
+    assert cli.main(["query", "relations", out, *pair]) == 0
+
+    # the notebook over these tables (the demo's layout: articles, entities and relations side by side)
+    (tmp_path / "articles").symlink_to(medline_160)
+    printed = run_notebook("relations.ipynb", tmp_path)
+    assert f"{everything.height} relations in" in printed and "sentences for" in printed
+    assert (tmp_path / "top_relations.png").stat().st_size > 1000
 
     # an entities table with a row whose text is not its article's: that row is rejected, the rest kept;
     # the default keeps the relations (label 1) scored at least --min-score
@@ -252,6 +256,9 @@ def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
     assert rejected.height == 1 and rejected["pmid"][0] == bad_row["pmid"]
     assert rejected["reason"][0].startswith("text 'XXX' does not match the article's")
     assert json.loads((tmp_path / "relations" / "_run.json").read_text())["counts"]["rejected_records"] == 1
+    assert cli.main([*argv, "--min-score", "0.5"]) == 0, "a rerun of the same command"
+    rerun = json.loads((tmp_path / "relations" / "_run.json").read_text())["counts"]
+    assert (rerun["shards_processed"], rerun["shards_skipped"]) == (0, 2)
 
 
 def corrupt_one_row(entities: str, out: str) -> dict:
@@ -277,3 +284,32 @@ def corrupt_one_row(entities: str, out: str) -> dict:
         out, marker["name"], marker["identity"], [str(shard)], capped=marker["capped"], **summary
     )
     return original
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.timeout(500)
+def test_crossval_runs_each_fold_as_a_tune_trial_and_reports_mean_and_sd(tiny_bert, tmp_path, capsys):
+    with gzip.open(GAD / "train.tsv.gz", "rt") as f:
+        lines = f.read().splitlines()
+    for fold in (1, 2):  # two folds of BioBERT's layout, from different slices of GAD fold 1
+        (tmp_path / "gad" / str(fold)).mkdir(parents=True)
+        part = lines[fold * 300 : fold * 300 + 160]
+        (tmp_path / "gad" / str(fold) / "train.tsv").write_text("\n".join(part[:120]) + "\n")
+        (tmp_path / "gad" / str(fold) / "test.tsv").write_text("\n".join(part[120:]) + "\n")
+    out = tmp_path / "cv"
+    argv = ["crossval", "re", "--data", str(tmp_path / "gad"), "--folds", "2", "--base-model", tiny_bert,
+            "--out", str(out), "--epochs", "1", "--batch-size", "16", "--max-seq-length", "64",
+            "--cpus-per-worker", "0.5", "--max-concurrent-folds", "1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "crossval re: 2 folds, mean primary" in printed
+    summary = json.loads((out / "crossval.json").read_text())
+    f1 = [fold["f1"] for fold in summary["folds"]]
+    assert [fold["fold"] for fold in summary["folds"]] == [1, 2] and summary["primary"] == "f1"
+    assert summary["mean"]["f1"] == pytest.approx(sum(f1) / 2)
+    assert summary["sd"]["f1"] == pytest.approx(abs(f1[0] - f1[1]) / 2**0.5)
+    for fold in (1, 2):
+        assert models.read_metadata(str(out / f"fold-{fold}"))["train"].endswith(f"gad/{fold}/train.tsv")
+    # a rerun scores the complete folds again without retraining them
+    before = (out / "fold-1" / "model.safetensors").stat().st_mtime
+    assert cli.main(argv) == 0 and (out / "fold-1" / "model.safetensors").stat().st_mtime == before

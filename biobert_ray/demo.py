@@ -1,0 +1,100 @@
+"""``biobert-ray demo``: the whole product on bundled data, on a laptop, with no network.
+
+Entities, then relations, over the bundled MEDLINE sample:
+
+1. ingest the sample into an ``articles`` table;
+2. fine-tune a typed NER model (Chemical and Disease) on BC5CDR training sentences, from the
+   pretrained all-MiniLM-L6-v2 BERT;
+3. evaluate it on the BC5CDR test set;
+4. annotate the sample into an ``entities`` table;
+5. fine-tune a chemical-induced-disease relation model on candidate pairs of the BC5CDR-CID training
+   abstracts (typed entity markers, same sentence);
+6. evaluate it on the BC5CDR-CID test abstracts (document level, gold mentions);
+7. annotate the sample's chemical-disease pairs into a ``relations`` table;
+8. query both tables with polars.
+
+The two training sets are slices (``train_sentences``, ``train_pairs``) so that the demo stays within
+about 10 minutes on 2 cores; the scores are those of small, quickly trained models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from biobert_ray import annotate, evaluation, finetune, ingest, query, runs, samples, storage, tasks
+from biobert_ray import config as cfg
+from biobert_ray.tasks.ner import NerOptions
+from biobert_ray.tasks.relation.task import RelationOptions
+
+STEPS = 8
+
+
+def _step(number: int, text: str) -> None:
+    print(f"[{number}/{STEPS}] {text}")
+
+
+def run(out: str, train_sentences: int = 2000, train_pairs: int = 2250) -> dict[str, Any]:
+    """Run the demo into ``out``; returns the test scores of both models and the table counts."""
+    from biobert_ray.cli import print_annotate_summary, print_ingest_summary
+
+    names = ("articles", "entities", "relations", "ner-chem-disease", "re-cid")
+    articles, entities, relations, ner_model, re_model = (storage.join(out, name) for name in names)
+
+    _step(1, f"ingest the bundled MEDLINE sample -> {articles}")
+    sample = cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles, overwrite=True)
+    print_ingest_summary(ingest.run(sample))
+
+    _step(2, f"fine-tune NER (Chemical, Disease) on {train_sentences} BC5CDR sentences -> {ner_model}")
+    ner = tasks.make_task("ner", NerOptions())
+    training = cfg.FinetuneConfig(
+        train=samples.bc5cdr_typed("train"), out=ner_model, max_train_samples=train_sentences, epochs=2,
+        batch_size=16, learning_rate=2e-4, warmup_ratio=0.0, max_seq_length=128, num_workers=1,
+        run_name=f"demo-ner-{runs.new_run_id()}",
+    )  # fmt: skip
+    finetune.finetune("ner", training, ner.options, log=print)
+
+    _step(3, "evaluate NER on the BC5CDR test set (entity-level strict F1)")
+    test = cfg.EvaluateConfig(model=ner_model, data=samples.bc5cdr_typed("test"))
+    ner_scores = evaluation.evaluate("ner", test)
+    print(ner.report(ner_scores))
+
+    _step(4, f"annotate the sample's entities -> {entities}")
+    config = cfg.AnnotateConfig(articles=articles, model=(ner_model,), out=entities, overwrite=True)
+    print_annotate_summary(annotate.run("ner", config))
+
+    _step(5, f"fine-tune RE (chemical-induced disease) on {train_pairs} BC5CDR-CID pairs -> {re_model}")
+    cid = tasks.make_task("re", RelationOptions(marking="anonymized", max_sentence_distance=0))
+    training = cfg.FinetuneConfig(
+        train=samples.bc5cdr_cid("train"), out=re_model, max_train_samples=train_pairs, epochs=1,
+        batch_size=16, learning_rate=2e-4, max_seq_length=128, num_workers=1,
+        run_name=f"demo-re-{runs.new_run_id()}",
+    )  # fmt: skip
+    finetune.finetune("re", training, cid.options, log=print)
+
+    _step(6, "evaluate RE on the BC5CDR-CID test abstracts (document level, gold mentions)")
+    test = cfg.EvaluateConfig(model=re_model, data=samples.bc5cdr_cid("test"))
+    re_scores = evaluation.evaluate("re", test)
+    print(cid.report(re_scores))
+
+    _step(7, f"annotate the sample's chemical-disease pairs -> {relations}")
+    config = cfg.AnnotateConfig(articles=articles, model=(re_model,), out=relations, overwrite=True)
+    print_annotate_summary(annotate.run("re", config, RelationOptions(entities=entities)))
+
+    _step(8, "query: the most mentioned entities and the relations found in the most articles")
+    with pl.Config(tbl_rows=10, fmt_str_lengths=40):
+        print(query.top_entities(entities, None, 10).collect())
+        print(query.relations_of(relations).sort("articles", descending=True).head(10).collect())
+    summary = {
+        "ner_test_f1": ner_scores["overall"]["f1"],
+        "re_test_document_f1": re_scores["document"]["f1"],
+        "entities": pl.scan_parquet(storage.join(entities, "*.parquet")).select(pl.len()).collect().item(),
+        "relations": pl.scan_parquet(storage.join(relations, "*.parquet")).select(pl.len()).collect().item(),
+    }
+    print(
+        f"NER test F1 {summary['ner_test_f1']:.4f}, RE test document F1 "
+        f"{summary['re_test_document_f1']:.4f}; {summary['entities']} entities, "
+        f"{summary['relations']} relations; tables in {out}/"
+    )
+    return summary
