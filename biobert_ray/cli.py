@@ -177,14 +177,16 @@ def query_relations_command(args: argparse.Namespace) -> int:
 
     from biobert_ray import query
 
+    layout = {"tbl_rows": args.top, "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
     if args.pair:
         if not args.articles:
             raise ValueError("--pair needs --articles, the articles table the relations were found in")
-        with pl.Config(tbl_rows=args.top, fmt_str_lengths=200):
-            print(query.relation_evidence(args.table, args.articles, *args.pair).head(args.top))
+        evidence = query.relation_evidence(args.table, args.articles, *args.pair).head(args.top)
+        with pl.Config(**layout, fmt_str_lengths=400, tbl_width_chars=160):
+            print(evidence.select("pmid", "relation", "score", "evidence"))
         return 0
     frame = query.relations_of(args.table, entity=args.entity, relation=args.relation, by=args.by)
-    with pl.Config(tbl_rows=args.top, fmt_str_lengths=50):
+    with pl.Config(**layout, fmt_str_lengths=40, tbl_width_chars=160):
         print(frame.head(args.top).collect())
     return 0
 

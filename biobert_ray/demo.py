@@ -83,9 +83,11 @@ def run(out: str, train_sentences: int = 2000, train_pairs: int = 2250) -> dict[
     print_annotate_summary(annotate.run("re", config, RelationOptions(entities=entities)))
 
     _step(8, "query: the most mentioned entities and the relations found in the most articles")
-    with pl.Config(tbl_rows=10, fmt_str_lengths=40):
+    tables = {"tbl_rows": 10, "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
+    with pl.Config(**tables, fmt_str_lengths=30):
         print(query.top_entities(entities, None, 10).collect())
-        print(query.relations_of(relations).sort("articles", descending=True).head(10).collect())
+        pairs = query.relations_of(relations, by="articles").head(10)
+        print(pairs.select("arg1", "arg1_type", "arg2", "arg2_type", "articles", "best_score").collect())
     summary = {
         "ner_test_f1": ner_scores["overall"]["f1"],
         "re_test_document_f1": re_scores["document"]["f1"],
