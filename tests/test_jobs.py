@@ -21,7 +21,9 @@ def test_ingest_job(ray_head, tmp_path):
     assert (out / "_run.json").exists()
 
 
-def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, medline_160, tmp_path):
+def test_jobs_finetune_evaluate_then_extract_entities_and_relations(
+    ray_head, tiny_bert, medline_160, tmp_path
+):
     ncbi = SAMPLES / "ncbi_disease"
     model, scores, entities = tmp_path / "model", tmp_path / "scores.json", tmp_path / "entities"
     finetune = [
@@ -50,22 +52,19 @@ def test_ner_jobs_finetune_evaluate_annotate(ray_head, tiny_bert, medline_160, t
         f"overall{overall['precision']:>11.4f}{overall['recall']:>11.4f}{overall['f1']:>11.4f}{960:>11d}"
     )
     assert printed in logs, "the printed scores are the saved ones"
-    annotate = ["python", "jobs/annotate.py", "ner", "--articles", medline_160, "--model", str(model)]
-    logs = submit_job(ray_head, *annotate, "--out", str(entities), "--cpus-per-actor", "0.5")
-    assert "2 processed, 0 skipped, 0 failed), 160 articles" in logs
-    assert pl.scan_parquet(entities / "*.parquet").select(pl.col("pmid").n_unique()).collect().item() > 0
-
-
-def test_extract_job_runs_ner_then_relations(ray_head, tiny_bert, medline_160, tmp_path):
+    # the fine-tuned tagger and two tiny ones (Gene, Disease), then a gene-disease relation model, in one job
     genes = save_tiny_ner_model(tiny_bert, tmp_path / "ner-gene", "Gene", seed=3)
     diseases = save_tiny_ner_model(tiny_bert, tmp_path / "ner-disease", "Disease", seed=1)
     relation_model = save_tiny_re_model(tiny_bert, tmp_path / "re")
-    entities, relations = tmp_path / "entities", tmp_path / "relations"
-    job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", genes,
-           "--ner-model", diseases, "--re-model", relation_model, "--entities", str(entities),
-           "--relations", str(relations), "--cpus-per-actor", "0.5", "--keep-negative"]  # fmt: skip
+    relations = tmp_path / "relations"
+    job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", str(model),
+           "--ner-model", genes, "--ner-model", diseases, "--re-model", relation_model,
+           "--entities", str(entities), "--relations", str(relations), "--cpus-per-actor", "0.5",
+           "--keep-negative"]  # fmt: skip
     logs = submit_job(ray_head, *job)
-    assert "annotate ner: 2 shards (2 processed" in logs and "annotate re: 2 shards (2 processed" in logs
+    assert "annotate ner: 2 shards (2 processed, 0 skipped, 0 failed), 160 articles" in logs
+    assert "annotate re: 2 shards (2 processed" in logs
     found = pl.read_parquet(relations / "*.parquet")
     mentions = pl.read_parquet(entities / "*.parquet")
+    assert set(mentions["model"]) == {str(model), genes, diseases}
     assert found.height > 0 and set(found["pmid"]) <= set(mentions["pmid"])
