@@ -31,11 +31,13 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from biobert_ray import text as text_spans
 from biobert_ray.storage import open_input
 from biobert_ray.tasks.relation import candidates, ddi, pubtator
+from biobert_ray.tasks.relation.lines import FormatError, numbered_lines
 from biobert_ray.tasks.relation.marking import ANONYMIZED_RE, POSITIONAL_MARKS
 
 FORMATS = ("biobert-tsv", "chemprot-jsonl", "pubtator", "ddi-xml")
@@ -86,11 +88,8 @@ class ReadOptions:
     max_pairs_per_sentence: int = 200
 
 
-class RelationFormatError(ValueError):
+class RelationFormatError(FormatError):
     """A line of a relation file that cannot be read; the message reads ``uri:line: reason: 'text'``."""
-
-    def __init__(self, uri: str, line: int, reason: str, text: str) -> None:
-        super().__init__(f"{uri}:{line}: {reason}: {text[:200]!r}")
 
 
 def sniff(uri: str) -> str:
@@ -133,17 +132,9 @@ def read_relations(
     return file_format, reader(uri)
 
 
-def _lines(uri: str):
+def _lines(uri: str) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of every non-empty line, decoded as UTF-8."""
-    with open_input(uri) as stream:
-        for number, raw in enumerate(stream, 1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise RelationFormatError(uri, number, f"not UTF-8 ({err.reason})", repr(raw[:80])) from None
-            line = line.removeprefix("\ufeff") if number == 1 else line
-            if line.strip():
-                yield number, line
+    return ((number, line) for number, line in numbered_lines(uri, RelationFormatError) if line.strip())
 
 
 def _read_tsv(uri: str) -> list[RelationExample]:

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from biobert_ray.storage import open_input
+from biobert_ray.tasks.relation.lines import FormatError, numbered_lines
 
 
-class PubTatorError(ValueError):
+class PubTatorError(FormatError):
     """A line of a PubTator file that cannot be read; the message reads ``uri:line: reason: 'text'``."""
-
-    def __init__(self, uri: str, line: int, reason: str, text: str) -> None:
-        super().__init__(f"{uri}:{line}: {reason}: {text[:200]!r}")
 
 
 @dataclass(frozen=True)
@@ -52,16 +49,11 @@ def read_pubtator(uri: str) -> list[PubTatorDocument]:
     """The documents of the PubTator file at ``uri`` (any fsspec URI; ``.gz`` decompressed)."""
     documents: list[PubTatorDocument] = []
     current: PubTatorDocument | None = None
-    with open_input(uri) as stream:
-        for number, raw in enumerate(stream, 1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise PubTatorError(uri, number, f"not UTF-8 ({err.reason})", repr(raw[:80])) from None
-            if not line.strip():
-                current = None
-                continue
-            current = _read_line(uri, number, line, current, documents)
+    for number, line in numbered_lines(uri, PubTatorError):
+        if not line.strip():
+            current = None
+            continue
+        current = _read_line(uri, number, line, current, documents)
     return documents
 
 
