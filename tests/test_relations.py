@@ -196,6 +196,15 @@ def test_annotate_re_classifies_the_gene_disease_pairs_of_the_entities_table(
     keys = ["pmid", "section", "sentence_index", "arg1_char_start", "arg1_char_end"]
     found = set(everything.select(*keys, "arg2_char_start", "arg2_char_end").iter_rows())
     assert found == expected and everything.height == len(expected) > 0, "every candidate, once"
+    texts = {
+        (r["pmid"], section): r[section] or ""
+        for r in pl.read_parquet(f"{medline_160}/*.parquet").iter_rows(named=True)
+        for section in ("title", "abstract")
+    }
+    for row in everything.iter_rows(named=True):  # both arguments point at their text in the article
+        body = texts[(row["pmid"], row["section"])]
+        for n in (1, 2):
+            assert body[row[f"arg{n}_char_start"] : row[f"arg{n}_char_end"]] == row[f"arg{n}_text"]
     assert set(zip(everything["arg1_type"], everything["arg2_type"], strict=True)) <= {
         ("Gene", "Disease"),
         ("Disease", "Gene"),
