@@ -30,14 +30,15 @@ same base model, marking and hyper-parameters:
   ``D/<k>/train.*`` and ``D/<k>/test.*``, ``k = 1..N``, run one after the other, and prints each fold's
   primary score and the mean and sample standard deviation, as ``biobert-ray crossval`` does.
 
-The pairs of commands (ours, then the baseline), with both on one CPU worker of 2 threads:
+The pairs of commands (ours, then the baseline), each with 2 torch threads on a 2-CPU machine (ours: one
+worker of 1.5 reserved CPUs, 0.5 kept for its data stage):
 
 BC5CDR-CID at sentence distance 0, the bundled files at the demo's scale::
 
     biobert-ray finetune re --train biobert_ray/sample_data/bc5cdr_cid/train.pubtator.gz \\
         --marking anonymized --max-sentence-distance 0 --max-train-samples 2250 --epochs 1 \\
         --learning-rate 2e-4 --batch-size 16 --warmup-ratio 0.1 --max-seq-length 128 --num-workers 1 \\
-        --cpus-per-worker 2 --out /tmp/bench_re/cid-ours
+        --out /tmp/bench_re/cid-ours
     biobert-ray evaluate re --model /tmp/bench_re/cid-ours \\
         --data biobert_ray/sample_data/bc5cdr_cid/test.pubtator.gz --out /tmp/bench_re/cid-ours-test.json
     HF_HUB_OFFLINE=1 python benchmarks/re_baseline.py \\
@@ -49,7 +50,7 @@ BC5CDR-CID at sentence distance 0, the bundled files at the demo's scale::
 GAD, BioBERT's 10 folds::
 
     biobert-ray crossval re --data ../shared/data/gad --folds 10 --epochs 3 --learning-rate 5e-5 \\
-        --batch-size 32 --warmup-ratio 0.1 --max-seq-length 128 --num-workers 1 --cpus-per-worker 2 \\
+        --batch-size 32 --warmup-ratio 0.1 --max-seq-length 128 --num-workers 1 \\
         --max-concurrent-folds 1 --out /tmp/bench_re/gad-ours
     HF_HUB_OFFLINE=1 python benchmarks/re_baseline.py --folds-dir ../shared/data/gad --folds 10 --epochs 3 \\
         --learning-rate 5e-5 --batch-size 32 --warmup-ratio 0.1 --threads 2 \\
@@ -58,7 +59,7 @@ GAD, BioBERT's 10 folds::
 ChemProt (SciBERT's files: positional marks, no negative class)::
 
     biobert-ray finetune re --train ../shared/data/chemprot/train.txt --epochs 3 --learning-rate 5e-5 \\
-        --batch-size 32 --warmup-ratio 0.1 --max-seq-length 128 --num-workers 1 --cpus-per-worker 2 \\
+        --batch-size 32 --warmup-ratio 0.1 --max-seq-length 128 --num-workers 1 \\
         --out /tmp/bench_re/chemprot-ours
     biobert-ray evaluate re --model /tmp/bench_re/chemprot-ours --data ../shared/data/chemprot/test.txt \\
         --out /tmp/bench_re/chemprot-ours-test.json
@@ -70,7 +71,7 @@ DDI-2013 (the training release, split by document; typed entity markers)::
 
     biobert-ray finetune re --train '../shared/data/ddi2013/DDI2013_Train2.tar.gz#train' --marking typed \\
         --epochs 3 --learning-rate 5e-5 --batch-size 32 --warmup-ratio 0.1 --max-seq-length 128 \\
-        --num-workers 1 --cpus-per-worker 2 --out /tmp/bench_re/ddi-ours
+        --num-workers 1 --out /tmp/bench_re/ddi-ours
     biobert-ray evaluate re --model /tmp/bench_re/ddi-ours \\
         --data '../shared/data/ddi2013/DDI2013_Train2.tar.gz#test' --out /tmp/bench_re/ddi-ours-test.json
     HF_HUB_OFFLINE=1 python benchmarks/re_baseline.py \\
