@@ -199,8 +199,9 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
     dev_examples = task.read(config.dev)[: config.max_eval_samples] if config.dev else []
     label_list = task.labels([*train_examples, *dev_examples])
     label2id = {label: i for i, label in enumerate(label_list)}
-    # tokens the task adds to the tokenizer (relation marker tokens), from what it saves in the model
-    added_tokens = tuple(task.metadata(train_examples, label_list).get("added_tokens", ()))
+    # what the task saves in the model, and the tokens it adds to the tokenizer (relation marker tokens)
+    task_metadata = task.metadata(train_examples, label_list)
+    added_tokens = tuple(task_metadata.get("added_tokens", ()))
     tokenizer = models.cached_tokenizer(base_model, added_tokens)
     encode_args = {"max_length": config.max_seq_length, "stride": config.stride, "label2id": label2id}
     dev_windows = task.encode(dev_examples, tokenizer, **encode_args)
@@ -293,7 +294,7 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
         "task": task_name,
         "task_options": to_dict(task.options),
         "label_list": label_list,
-        **task.metadata(train_examples, label_list),
+        **task_metadata,
         "base_model": base_model,
         "train": config.train,
         "dev": config.dev,

@@ -135,7 +135,7 @@ def _read_and_encode(
         "row_group": [int(row_group)] * n,
         "articles": [int(limit)] * n,
         "units": [len(units)] * n,
-        "notes": [notes] * n,
+        "notes": pa.array([notes] * n).dictionary_encode(),  # the same value on every row, stored once
         "unit": pa.array([cloudpickle.dumps(u) for u in units] or [None], pa.binary()),
     }
     for key, group in groups.items():

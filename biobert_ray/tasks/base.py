@@ -162,6 +162,18 @@ class Units(list):
         return units if isinstance(units, Units) else cls(units)
 
 
+def score_table(heading: str, rows: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The lines of an aligned score table: a header (``heading`` over the names, then precision, recall,
+    F1 and support) and one line per ``(name, row)``."""
+    keys = ("precision", "recall", "f1", "support")
+    width = max(len(heading), *(len(name) for name, _ in rows))
+    lines = [f"{heading:<{width}}" + "".join(f"{key:>11}" for key in keys)]
+    for name, row in rows:
+        ratios = "".join(f"{row[key]:>11.4f}" for key in keys[:3])
+        lines.append(f"{name:<{width}}{ratios}{row['support']:>11d}")
+    return lines
+
+
 def pad(windows: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:
     """The ``key`` lists of ``windows`` as one ``long`` tensor, right-padded with ``value``."""
     width = max(len(w[key]) for w in windows)

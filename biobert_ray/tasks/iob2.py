@@ -19,7 +19,7 @@ import functools
 from collections import Counter
 from collections.abc import Sequence
 
-_REPORT_KEYS = ("precision", "recall", "f1", "support")
+from biobert_ray.tasks.base import score_table
 
 
 def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -73,12 +73,7 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
 
 def format_report(scores: dict) -> str:
     """``scores`` from :func:`entity_scores` as an aligned text table, one row per type, overall last."""
-    rows = [*scores["per_type"].items(), ("overall", scores["overall"])]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{'type':<{width}}" + "".join(f"{key:>11}" for key in _REPORT_KEYS)]
-    for name, row in rows:
-        ratios = "".join(f"{row[key]:>11.4f}" for key in _REPORT_KEYS[:3])
-        lines.append(f"{name:<{width}}{ratios}{row['support']:>11d}")
+    lines = score_table("type", [*scores["per_type"].items(), ("overall", scores["overall"])])
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from biobert_ray import text as text_spans
 from biobert_ray.storage import open_input
@@ -194,13 +194,10 @@ def _read_pubtator(uri: str, options: ReadOptions) -> list[RelationExample]:
         else:
             unreachable += [(doc.pmid, *relation) for relation in doc.relations]
         examples += found
-    if unreachable and examples:
+    if unreachable and examples:  # documents after the last one with candidates
         last = examples[-1]
-        pairs = last.document
-        examples[-1] = RelationExample(
-            last.text, last.label, last.source, last.line, last.marking, last.types,
-            DocumentPairs(pairs.document, pairs.concepts, pairs.gold, pairs.unreachable + tuple(unreachable)),
-        )  # fmt: skip
+        document = replace(last.document, unreachable=last.document.unreachable + tuple(unreachable))
+        examples[-1] = replace(last, document=document)
     return examples
 
 

@@ -23,9 +23,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from biobert_ray.tasks.base import score_table
 from biobert_ray.tasks.relation.formats import DocumentPairs
-
-_REPORT_KEYS = ("precision", "recall", "f1", "support")
 
 
 def _row(support: int, predicted: int, correct: int) -> dict[str, Any]:
@@ -80,12 +79,7 @@ def document_scores(documents: Sequence[DocumentPairs], positive: Sequence[bool]
 def format_report(scores: dict[str, Any]) -> str:
     """One row per class, then the micro-averaged row and the macro F1, as an aligned table (and the
     document-level scores, when there are some)."""
-    rows = [*scores["per_class"].items(), ("overall", scores["overall"])]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{'class':<{width}}" + "".join(f"{key:>11}" for key in _REPORT_KEYS)]
-    for name, row in rows:
-        ratios = "".join(f"{row[key]:>11.4f}" for key in _REPORT_KEYS[:3])
-        lines.append(f"{name:<{width}}{ratios}{row['support']:>11d}")
+    lines = score_table("class", [*scores["per_class"].items(), ("overall", scores["overall"])])
     negative = scores["negative"]
     scope = (
         f"positive classes (negative class {negative!r} excluded)" if negative is not None else "all classes"

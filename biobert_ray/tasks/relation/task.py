@@ -234,9 +234,7 @@ class RelationTask:
                 "a model trained on positional marks needs --arg-types A=EntityTypeA B=EntityTypeB"
             )
         types = {t: mapping.get(t, t) for t in model_types} if style != "positional" else mapping
-        distance = self.options.max_sentence_distance
-        if distance is None:
-            distance = metadata[0].get("max_sentence_distance") or 0
+        distance = self._read_options(metadata[0]).max_sentence_distance
         return RelationTask(replace(self.options, max_sentence_distance=distance), style, types)
 
     def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> Units:
@@ -282,7 +280,7 @@ class RelationTask:
         pairs, skipped = candidates.pairs(
             mentions,
             lambda a, b: not two_types or model_type[a] != model_type[b],
-            self.options.max_sentence_distance or 0,
+            self._read_options(None).max_sentence_distance,
             self.options.max_pairs_per_sentence,
         )
         counts["pairs_skipped_by_cap"] += skipped
