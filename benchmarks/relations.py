@@ -57,18 +57,19 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from biobert_ray import annotate, ingest, models, runs, schemas, storage
+# the corpus of benchmarks/annotate.py (this script's directory is on sys.path when it runs)
+from annotate import load_abstracts, write_table
+
+from biobert_ray import annotate, models, storage
 from biobert_ray.annotate import build, plan
-from biobert_ray.config import AnnotateConfig, IngestConfig
+from biobert_ray.config import AnnotateConfig
 from biobert_ray.runtime import connect
-from biobert_ray.samples import sample_path
 from biobert_ray.tasks.relation.task import Candidate, RelationOptions, RelationTask
 
 CPUS_PER_ACTOR = 1.5
-INGEST_ROWS_PER_GROUP = IngestConfig.__dataclass_fields__["rows_per_group"].default
 STRIDE = AnnotateConfig.__dataclass_fields__["stride"].default
 THREADS = round(CPUS_PER_ACTOR)  # what annotate.build gives the actor's torch
-SHARD = "abstracts"  # the articles shard, and the entities shard the relation stage reads beside it
+SHARD = "abstracts"  # the shard annotate.write_table writes, and the entities shard read beside it
 
 
 def cpu_name() -> str:
@@ -83,50 +84,12 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def load_abstracts(articles: str | None, limit: int | None, workdir: Path) -> pa.Table:
-    """``pmid``/``abstract`` of the articles with a non-blank abstract, in table order, at most ``limit``."""
-    if articles is None:
-        articles = str(workdir / "ingested")
-        for source in storage.list_files(sample_path("pubmed")):
-            if source.endswith(ingest.INPUT_SUFFIXES):
-                ingest.ingest_file(source, articles)
-    tables = [pq.read_table(path) for path in storage.list_files(articles, ".parquet")]
-    rows = [
-        {"pmid": r["pmid"], "abstract": r["abstract"]}
-        for table in tables
-        for r in table.select(["pmid", "abstract"]).to_pylist()
-        if (r["abstract"] or "").strip()
-    ]
-    return pa.Table.from_pylist(rows[:limit])
-
-
 def repeated(abstracts: pa.Table, repeat: int) -> pa.Table:
     """``abstracts`` ``repeat`` times over, copy ``k``'s PMIDs shifted by ``k`` times (largest PMID + 1)."""
     pmids = abstracts.column("pmid")
     shift = pc.max(pmids).as_py() + 1
     copies = [abstracts.set_column(0, "pmid", pc.add(pmids, k * shift)) for k in range(repeat)]
     return pa.concat_tables(copies)
-
-
-def write_table(abstracts: pa.Table, directory: Path) -> str:
-    """A one-shard articles table (``schemas.ARTICLES``) of the abstracts, titles null; its directory."""
-    n = abstracts.num_rows
-    columns = {
-        "pmid": abstracts.column("pmid"),
-        "abstract": abstracts.column("abstract"),
-        "source_file": pa.array(["benchmark"] * n),
-        "record_index": pa.array(range(n), pa.int32()),
-    }
-    table = pa.table(
-        {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schemas.ARTICLES}, schema=schemas.ARTICLES
-    )
-    directory.mkdir(parents=True)
-    # row groups as ingest writes them: annotation reads and streams one row group at a time
-    shard = directory / f"{SHARD}.parquet"
-    pq.write_table(table, shard, row_group_size=INGEST_ROWS_PER_GROUP)
-    # annotate reads only complete shards: mark it as ingest would, its input being this benchmark
-    runs.mark_complete(str(directory), SHARD, {"input": {"benchmark": n}}, [str(shard)])
-    return str(directory)
 
 
 def config(articles: str, model_ref: str, out: str, batch_size: int) -> AnnotateConfig:
