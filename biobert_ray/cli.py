@@ -205,6 +205,17 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def bioasq_train_command(args: argparse.Namespace) -> int:
+    """``biobert-ray data bioasq-train``: a SQuAD-format training set from BioASQ golden files."""
+    from biobert_ray.tasks.qa import bioasq_train
+
+    document, report = bioasq_train.build_training_set(storage.expand(args.golden))
+    storage.write_json({**document, "report": report}, args.out)
+    print(bioasq_train.format_report(report))
+    print(f"written to {args.out}")
+    return 0
+
+
 def pretrain_command(args: argparse.Namespace) -> int:
     """``biobert-ray pretrain``: masked-LM pretraining on an articles table; prints the run summary.
 
@@ -296,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the file to write (local or s3://), written atomically")
     p.add_argument("--all-articles", action="store_true", help="also write the articles without mentions")
     p.set_defaults(func=export_command)
+
+    p = sub.add_parser("data", parents=[common], help="build training sets from public corpora")
+    dsub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    d = dsub.add_parser(
+        "bioasq-train", parents=[common], help="factoid and list questions of BioASQ golden files as SQuAD"
+    )
+    d.add_argument(
+        "--golden", nargs="+", required=True, help="BioASQ golden JSON files or globs (local or s3://)"
+    )
+    d.add_argument("--out", required=True, help="the SQuAD-format JSON file to write (local or s3://)")
+    d.set_defaults(func=bioasq_train_command)
 
     task_commands = (
         ("finetune", cfg.FinetuneConfig, finetune_command, "fine-tune a task head with Ray Train"),

@@ -83,7 +83,11 @@ class FinetuneConfig(TrainConfig):
     max_seq_length: int = option(
         128, "longest input in sub-tokens; longer sentences become overlapping windows"
     )
-    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    stride: int = option(
+        32,
+        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride)",
+        aliases=("--doc-stride",),
+    )
     max_train_samples: int | None = option(None, "use only the first N training examples (quick runs)")
     max_eval_samples: int | None = option(None, "use only the first N dev examples")
 
@@ -98,7 +102,11 @@ class CrossvalConfig(TrainConfig):
     epochs: int = option(3, "training epochs")
     batch_size: int = option(32, "global batch size (split across workers)")
     max_seq_length: int = option(128, "longest input in sub-tokens")
-    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    stride: int = option(
+        32,
+        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride)",
+        aliases=("--doc-stride",),
+    )
     max_train_samples: int | None = option(None, "use only the first N training examples of each fold")
     max_concurrent_folds: int | None = option(
         None, "folds trained at once (default: as many as the cluster holds; one at a time on one machine "
@@ -117,7 +125,11 @@ class EvaluateConfig:
     max_seq_length: int | None = option(
         None, "window length in sub-tokens (default: the model's training value)"
     )
-    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    stride: int = option(
+        32,
+        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride)",
+        aliases=("--doc-stride",),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,7 +145,11 @@ class AnnotateConfig:
     max_seq_length: int | None = option(
         None, "window length in sub-tokens (default: each model's training value)"
     )
-    stride: int = option(32, "sub-tokens of context shared by consecutive windows")
+    stride: int = option(
+        32,
+        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride)",
+        aliases=("--doc-stride",),
+    )
     num_actors: int = option(1, "model actors (one GPU each with --use-gpu)")
     use_gpu: bool = option(False, "run models on GPUs (bf16 autocast)")
     cpus_per_actor: float | None = option(
@@ -218,7 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: type, command: st
             kwargs["choices"] = f.metadata["choices"]
         if f.default is not dataclasses.MISSING and f.default is not None:
             kwargs["help"] += f" (default: {f.default})"
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(flag, *f.metadata.get("aliases", ()), **kwargs)
 
 
 def from_args(

@@ -13,6 +13,12 @@
 - ``bc5cdr_cid/``: the BioCreative V CDR corpus in PubTator format (Chemical and Disease mentions with
   MeSH ids, chemical-induced-disease relations per abstract): ``train.pubtator.gz`` (500 abstracts,
   1,038 relations) and ``test.pubtator.gz`` (500, 1,066); from ``JHnlp/BioCreative-V-CDR-Corpus``.
+- ``bioasq/``: ``train.json.gz``, the SQuAD-format training set ``biobert-ray data bioasq-train`` builds
+  from the 4b and 5b golden files of ``../shared/data/bioasq`` (399 factoid and list questions, 2,139
+  question-snippet-answer entries; its ``report`` says what was dropped); the 6b batch 1 golden file
+  ``6B1_golden.json.gz`` (100 questions: 31 factoid, 11 list, with snippets) and BioBERT's SQuAD-format
+  test file of the same batch ``BioASQ-test-factoid-6b-1.json.gz`` (121 question-context pairs, no
+  answers); from ``BioMedBERT/biomedbert``, research use.
 - ``chemprot/``: the first 300 lines of SciBERT's ChemProt ``train.txt`` and the first 100 of
   ``dev.txt`` (JSON lines, ``<< >>``/``[[ ]]`` argument marks), gzipped; for tests.
 """
@@ -51,3 +57,13 @@ def bc5cdr_cid(split: str) -> str:
     if split not in ("train", "test"):
         raise ValueError(f"the bundled BC5CDR-CID has train and test splits, not {split!r}")
     return sample_path("bc5cdr_cid", f"{split}.pubtator.gz")
+
+
+def bioasq(name: str) -> str:
+    """Path of a bundled BioASQ file: ``train`` (SQuAD format), ``golden-6b1`` or ``test-6b1`` (SQuAD
+    format, no answers)."""
+    files = {"train": "train.json.gz", "golden-6b1": "6B1_golden.json.gz",
+             "test-6b1": "BioASQ-test-factoid-6b-1.json.gz"}  # fmt: skip
+    if name not in files:
+        raise ValueError(f"the bundled BioASQ files are {sorted(files)}, not {name!r}")
+    return sample_path("bioasq", files[name])

@@ -1,0 +1,145 @@
+"""Question-context windows and the answer spans read back from start/end logits (BERT's SQuAD recipe).
+
+**Windows.** The question's sub-tokens (at most ``max_query_length``) and a window of the context's
+sub-tokens make one input, ``[CLS] question [SEP] context window [SEP]``, with token type 0 over the
+question and 1 over the context. A context longer than one window is split into overlapping windows
+that share at least ``stride`` sub-tokens (run_qa's ``--doc_stride``;
+:func:`~biobert_ray.tasks.base.plan_windows`). In training, a window whose context holds the whole answer
+is labelled with the answer's first and last sub-tokens; one that does not is labelled ``[CLS]``
+(position 0), as in SQuAD v1.1 training.
+
+**Spans.** In each window, the ``n_best`` highest start logits and end logits over its context give the
+candidate spans: end at or after start, at most ``max_answer_length`` sub-tokens. A span's score is its
+start logit plus its end logit; its text is the context's characters from the first sub-token's start
+to the last one's end. A span that several overlapping windows propose takes the score of the window
+that gives it the most context on its shorter side (BERT's "max context" rule, applied to the whole
+span, so an answer that crosses one window's edge is read from a window that holds all of it). The
+``n_best`` best distinct spans of a context get probabilities by a softmax over their scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from biobert_ray.tasks.base import plan_windows
+
+
+@dataclass(frozen=True)
+class Span:
+    """An answer span of a context: its text, character offsets, score (start + end logit) and
+    probability among the context's n-best spans."""
+
+    text: str
+    char_start: int
+    char_end: int
+    score: float
+    probability: float
+
+
+def _token_span(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """Sub-tokens ``(first, last)`` (inclusive) covering characters ``[start, end)``, or None."""
+    first = next((i for i, (a, b) in enumerate(offsets) if b > start), None)
+    last = next((i for i in range(len(offsets) - 1, -1, -1) if offsets[i][0] < end), None)
+    if first is None or last is None or last < first:
+        return None
+    return first, last
+
+
+def encode_pair(
+    question: str,
+    context: str,
+    tokenizer: Any,
+    max_length: int,
+    stride: int,
+    max_query_length: int,
+    answer: tuple[str, int] | None = None,
+    labelled: bool = False,
+) -> list[dict[str, Any]]:
+    """The windows of one question-context pair (module docstring).
+
+    Each window holds ``input_ids``, ``token_type_ids``, ``context_start`` (position of its first
+    context sub-token) and ``offsets`` (character span of each of its context sub-tokens); when ``labelled``,
+    ``start_positions`` and ``end_positions`` of ``answer`` (``(text, char_start)``), or 0.
+    """
+    question_ids = tokenizer(question, add_special_tokens=False)["input_ids"][:max_query_length]
+    encoded = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], [tuple(o) for o in encoded["offset_mapping"]]
+    capacity = max_length - len(question_ids) - 3
+    if capacity < 1:
+        raise ValueError(
+            f"--max-seq-length {max_length} leaves no room for the context after a question of "
+            f"{len(question_ids)} sub-tokens (--max-query-length {max_query_length})"
+        )
+    target = None
+    if labelled and answer is not None:
+        target = _token_span(offsets, answer[1], answer[1] + len(answer[0]))
+    head = [tokenizer.cls_token_id, *question_ids, tokenizer.sep_token_id]
+    windows = []
+    for span in plan_windows([1] * len(ids), capacity, stride) if ids else ():
+        body = ids[span.first : span.last]
+        window = {
+            "input_ids": [*head, *body, tokenizer.sep_token_id],
+            "token_type_ids": [0] * len(head) + [1] * (len(body) + 1),
+            "context_start": len(head),
+            "offsets": offsets[span.first : span.last],
+        }
+        if labelled:
+            inside = target is not None and span.first <= target[0] and target[1] < span.last
+            start = len(head) + target[0] - span.first if inside else 0
+            end = len(head) + target[1] - span.first if inside else 0
+            window |= {"start_positions": start, "end_positions": end}
+        windows.append(window)
+    return windows
+
+
+def window_spans(
+    window: dict[str, Any],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int,
+    max_answer_length: int,
+) -> list[tuple[float, int, int]]:
+    """``(score, first, last)`` candidate spans of one window, in context sub-tokens of the window
+    (``start_logits``/``end_logits``: the window's context part)."""
+    n = len(window["offsets"])
+    starts = np.argsort(start_logits[:n])[::-1][:n_best]
+    ends = np.argsort(end_logits[:n])[::-1][:n_best]
+    return [
+        (float(start_logits[s] + end_logits[e]), int(s), int(e))
+        for s in starts
+        for e in ends
+        if s <= e < s + max_answer_length
+    ]
+
+
+def best_spans(
+    context: str,
+    windows: Sequence[dict[str, Any]],
+    logits: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_best: int,
+    max_answer_length: int,
+) -> list[Span]:
+    """The ``n_best`` best distinct spans of a context over all its windows, with their softmax
+    probabilities, best first (``logits``: each window's start and end logits over its context)."""
+    found: dict[tuple[int, int], tuple[int, float]] = {}  # char span -> (context around it, score)
+    for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
+        n = len(window["offsets"])
+        for score, first, last in window_spans(window, start_logits, end_logits, n_best, max_answer_length):
+            key = (window["offsets"][first][0], window["offsets"][last][1])
+            margin = min(first, n - 1 - last)
+            if key not in found or margin > found[key][0]:
+                found[key] = (margin, score)
+    ranked = sorted(((key, score) for key, (_, score) in found.items()), key=lambda item: -item[1])[:n_best]
+    if not ranked:
+        return []
+    scores = np.array([score for _, score in ranked], dtype=np.float64)
+    probabilities = np.exp(scores - scores.max())
+    probabilities /= probabilities.sum()
+    return [
+        Span(context[a:b], a, b, float(score), float(p))
+        for ((a, b), score), p in zip(ranked, probabilities, strict=True)
+    ]
