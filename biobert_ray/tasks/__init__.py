@@ -11,10 +11,10 @@ from typing import Any
 
 from biobert_ray.tasks.base import Task
 from biobert_ray.tasks.ner import NerTask
-from biobert_ray.tasks.qa import QaTask
+from biobert_ray.tasks.qa import QaTask, YesNoTask
 from biobert_ray.tasks.relation import RelationTask
 
-TASKS: dict[str, type] = {"ner": NerTask, "re": RelationTask, "qa": QaTask}
+TASKS: dict[str, type] = {"ner": NerTask, "re": RelationTask, "qa": QaTask, "yesno": YesNoTask}
 
 
 def register(task_class: type) -> None:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from biobert_ray.tasks.base import plan_windows
+from biobert_ray.tasks.base import attention_mask, pad, plan_windows
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,15 @@ def encode_pair(
             window |= {"start_positions": start, "end_positions": end}
         windows.append(window)
     return windows
+
+
+def pair_inputs(windows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """A padded batch of question-context windows: ``input_ids``, ``token_type_ids``, ``attention_mask``."""
+    return {
+        "input_ids": pad(windows, "input_ids", pad_id),
+        "token_type_ids": pad(windows, "token_type_ids", 0),
+        "attention_mask": attention_mask(windows),
+    }
 
 
 def window_spans(

@@ -34,7 +34,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 from biobert_ray.config import option
-from biobert_ray.tasks.base import ModelInfo, attention_mask, pad
+from biobert_ray.tasks.base import ModelInfo
 from biobert_ray.tasks.qa import metrics, spans
 from biobert_ray.tasks.qa.formats import FORMATS, QaExample, read_examples
 
@@ -181,11 +181,7 @@ class QaTask:
     ) -> dict[str, torch.Tensor]:
         """``input_ids``, ``token_type_ids``, ``attention_mask`` and, when ``labelled``, the start and
         end positions."""
-        batch = {
-            "input_ids": pad(windows, "input_ids", pad_id),
-            "token_type_ids": pad(windows, "token_type_ids", 0),
-            "attention_mask": attention_mask(windows),
-        }
+        batch = spans.pair_inputs(windows, pad_id)
         if labelled:
             for key in ("start_positions", "end_positions"):
                 batch[key] = torch.tensor([w[key] for w in windows], dtype=torch.long)

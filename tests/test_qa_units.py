@@ -1,5 +1,5 @@
-"""Question answering without a model: windows and spans (oracle logits), BioASQ scores computed by hand,
-the files and the BioASQ training set."""
+"""Question answering without training: windows and spans (oracle logits), BioASQ and PubMedQA scores
+computed by hand, the files, the BioASQ training set, and yes/no evaluation with a tiny classifier."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from biobert_ray import cli
+from biobert_ray import cli, models
 from biobert_ray.models import load_tokenizer
 from biobert_ray.tasks.base import ModelInfo
 from biobert_ray.tasks.qa import QaTask, metrics, spans
 from biobert_ray.tasks.qa.bioasq_train import build_training_set, find_answer
 from biobert_ray.tasks.qa.formats import QaExample, QaFormatError, read_examples
 from biobert_ray.tasks.qa.task import ContextAnswers, QaOptions, rank_answers
+from biobert_ray.tasks.qa.yesno_files import read_yesno
 
 CONTEXT = (
     "Mutations in the BRCA1 gene increase the risk of breast cancer . The protein encoded by BRCA1 "
@@ -237,3 +238,67 @@ def test_list_answers_use_the_threshold_chosen_on_dev(tiny_bert):
     model = ModelInfo("m", {}, {"dev_scores": {"list": {"best_threshold": 0.4}}})
     assert task._list_threshold(model) == 0.4
     assert QaTask(QaOptions(list_threshold=0.2))._list_threshold(model) == 0.2
+
+
+def pubmedqa_dir(tmp_path, n: int = 40) -> str:
+    """A PubMedQA-format directory of ``n`` questions, the odd PMIDs in the official test list."""
+    labels = ("yes", "no", "maybe")
+    records = {
+        str(1000 + i): {
+            "QUESTION": f"Does drug {i} reduce mortality?",
+            "CONTEXTS": [f"Background {i} on the drug.", "Patients given the drug died less often."],
+            "final_decision": labels[i % 3],
+        }
+        for i in range(n)
+    }
+    directory = tmp_path / "pubmedqa"
+    directory.mkdir()
+    (directory / "ori_pqal.json").write_text(json.dumps(records))
+    test = {pmid: r["final_decision"] for pmid, r in records.items() if int(pmid) % 2}
+    (directory / "test_ground_truth.json").write_text(json.dumps(test))
+    return str(directory)
+
+
+def test_yes_no_files_split_pubmedqa_by_document_and_read_bioasq_yes_no_questions(tmp_path):
+    directory = pubmedqa_dir(tmp_path)
+    splits = {s: read_yesno(f"{directory}#{s}") for s in ("train", "dev", "test")}
+    assert len(splits["test"]) == 20 and all(int(e.id) % 2 for e in splits["test"])
+    assert len(splits["train"]) + len(splits["dev"]) == 20 and splits["dev"]
+    assert not {e.id for e in splits["train"]} & {e.id for e in splits["dev"]}
+    assert read_yesno(f"{directory}/ori_pqal.json#dev") == splits["dev"]  # the file or its directory
+    first = read_yesno(directory)[0]
+    assert first.context == "Background 0 on the drug. Patients given the drug died less often."
+    assert first.label == "yes"
+    bioasq = read_yesno(golden(tmp_path, QUESTIONS))
+    assert [(e.id, e.label, e.context) for e in bioasq] == [("d" * 24, "yes", "")]
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        read_yesno(f"{directory}#val")
+    broken = json.loads((tmp_path / "pubmedqa" / "ori_pqal.json").read_text())
+    del broken["1003"]["final_decision"]
+    (tmp_path / "pubmedqa" / "ori_pqal.json").write_text(json.dumps(broken))
+    with pytest.raises(QaFormatError, match=r"ori_pqal\.json: PMID 1003: missing"):
+        read_yesno(directory)
+
+
+def test_evaluate_yesno_scores_every_question_with_a_tiny_classifier(tiny_bert, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    labels = ["maybe", "no", "yes"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert,
+        num_labels=3,
+        id2label=dict(enumerate(labels)),
+        label2id={k: i for i, k in enumerate(labels)},
+    )
+    out = str(tmp_path / "yesno")
+    models.save(model, load_tokenizer(tiny_bert), out, {"task": "yesno", "label_list": labels})
+    data = f"{pubmedqa_dir(tmp_path)}#test"
+    args = ["evaluate", "yesno", "--model", out, "--data", data, "--max-seq-length", "24", "--stride", "8"]
+    assert cli.main([*args, "--out", str(tmp_path / "scores.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "(20 examples)" in printed and "yes/no (20 questions): accuracy" in printed
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    counted = sum(row["support"] for row in scores["per_class"].values())
+    assert counted == 20 and scores["primary"]["name"] == "macro f1"
