@@ -216,6 +216,19 @@ def bioasq_train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def index_command(args: argparse.Namespace) -> int:
+    """``biobert-ray index``: build the BM25 retrieval index of an articles table."""
+    from biobert_ray import retrieval
+
+    out = args.index or retrieval.default_location(args.articles)
+    manifest = retrieval.build_index(args.articles, out, threads=args.threads)
+    print(
+        f"index: {manifest['documents']} articles of {len(manifest['identity'])} shards -> {out} "
+        f"({manifest['bytes'] / 1024**2:.1f} MiB, {manifest['wall_seconds']:.1f}s)"
+    )
+    return 0
+
+
 def pretrain_command(args: argparse.Namespace) -> int:
     """``biobert-ray pretrain``: masked-LM pretraining on an articles table; prints the run summary.
 
@@ -307,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the file to write (local or s3://), written atomically")
     p.add_argument("--all-articles", action="store_true", help="also write the articles without mentions")
     p.set_defaults(func=export_command)
+
+    p = sub.add_parser("index", parents=[common], help="BM25 retrieval index of an articles table (tantivy)")
+    p.add_argument("--articles", required=True, help="articles table directory (local or s3://)")
+    p.add_argument("--index", help="where to write the index (default: <articles>/_index/bm25)")
+    p.add_argument("--threads", type=int, default=1, help="indexing threads")
+    p.set_defaults(func=index_command)
 
     p = sub.add_parser("data", parents=[common], help="build training sets from public corpora")
     dsub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")

@@ -14,11 +14,14 @@ sample one (``n - 1``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
@@ -96,6 +99,25 @@ class _FoldLines(tune.Callback):
         self.log(f"crossval: fold {result['fold']}: {primary['name']} {primary['value']:.4f}")
 
 
+@contextlib.contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """Ray Tune without its console output: its newer reporter prints an experiment table and result
+    paths even at ``verbose=0``, the older one (``RAY_AIR_NEW_OUTPUT=0``) prints nothing at that level;
+    its INFO log lines are held back too. The fold lines are this module's own."""
+    previous, tune_logger = os.environ.get("RAY_AIR_NEW_OUTPUT"), logging.getLogger("ray.tune")
+    level = tune_logger.level
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    tune_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        tune_logger.setLevel(level)
+        if previous is None:
+            del os.environ["RAY_AIR_NEW_OUTPUT"]
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = previous
+
+
 def crossval(task_name: str, config: CrossvalConfig, options: Any = None, log=print) -> dict[str, Any]:
     """Run every fold of ``config.data`` for task ``task_name`` (``options``: its ``Options``) as Ray Tune
     trials; returns, and writes to ``<out>/crossval.json``, each fold's scores and the mean and sample
@@ -116,7 +138,8 @@ def crossval(task_name: str, config: CrossvalConfig, options: Any = None, log=pr
             callbacks=[_FoldLines(log)], failure_config=tune.FailureConfig(fail_fast=True),
         ),
     )  # fmt: skip
-    results = tuner.fit()
+    with _quiet_tune():
+        results = tuner.fit()
     failed = [r.error for r in results if r.error]
     if failed:
         raise RuntimeError(f"{len(failed)} fold(s) failed; the first: {failed[0]}")

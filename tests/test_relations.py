@@ -312,6 +312,8 @@ def test_crossval_runs_each_fold_as_a_tune_trial_and_reports_mean_and_sd(tiny_be
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "crossval re: 2 folds, mean primary" in printed
+    assert "crossval: fold 2: f1" in printed
+    assert "Configuration for experiment" not in printed and "View detailed results" not in printed  # Tune's
     summary = json.loads((out / "crossval.json").read_text())
     f1 = [fold["f1"] for fold in summary["folds"]]
     assert [fold["fold"] for fold in summary["folds"]] == [1, 2] and summary["primary"] == "f1"
