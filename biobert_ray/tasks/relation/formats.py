@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from biobert_ray import text as text_spans
+from biobert_ray.lines import FormatError, numbered_lines
 from biobert_ray.storage import open_input
 from biobert_ray.tasks.relation import candidates, ddi, pubtator
-from biobert_ray.tasks.relation.lines import FormatError, numbered_lines
 from biobert_ray.tasks.relation.marking import ANONYMIZED_RE, POSITIONAL_MARKS
 
 FORMATS = ("biobert-tsv", "chemprot-jsonl", "pubtator", "ddi-xml")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from biobert_ray.tasks.relation.lines import FormatError, numbered_lines
+from biobert_ray.lines import FormatError, numbered_lines
 
 
 class PubTatorError(FormatError):

@@ -1,4 +1,5 @@
-"""Line-based relation files: their numbered lines, and the error that names a file and line."""
+"""Line-based input files (relation sets, question lists): their numbered lines, and the error that names
+a file and line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from biobert_ray.storage import open_input
 
 
 class FormatError(ValueError):
-    """A line of a relation file that cannot be read; the message reads ``uri:line: reason: 'text'``."""
+    """A line of an input file that cannot be read; the message reads ``uri:line: reason: 'text'``."""
 
     def __init__(self, uri: str, line: int, reason: str, text: str) -> None:
         super().__init__(f"{uri}:{line}: {reason}: {text[:200]!r}")
