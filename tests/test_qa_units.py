@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
 
 from biobert_ray import cli, models
+from biobert_ray.lines import FormatError
 from biobert_ray.models import load_tokenizer
 from biobert_ray.tasks.base import ModelInfo
 from biobert_ray.tasks.qa import QaTask, metrics, spans
 from biobert_ray.tasks.qa.bioasq_train import build_training_set, find_answer
 from biobert_ray.tasks.qa.formats import QaExample, QaFormatError, read_examples
+from biobert_ray.tasks.qa.questions import Question, read_questions
 from biobert_ray.tasks.qa.task import ContextAnswers, QaOptions, rank_answers
 from biobert_ray.tasks.qa.yesno_files import read_yesno
 
@@ -302,3 +305,29 @@ def test_evaluate_yesno_scores_every_question_with_a_tiny_classifier(tiny_bert, 
     scores = json.loads((tmp_path / "scores.json").read_text())
     counted = sum(row["support"] for row in scores["per_class"].values())
     assert counted == 20 and scores["primary"]["name"] == "macro f1"
+
+
+def test_questions_come_as_json_lines_or_bioasq_json_and_a_bad_line_is_named(tmp_path):
+    good = tmp_path / "questions.jsonl"
+    good.write_text(
+        '{"id": "q1", "question": "Which gene causes ataxia?"}\n\n'
+        '{"id": 2, "question": "Is BRCA1 a tumour suppressor?", "type": "yesno", "pmids": [123, "456"]}\n'
+    )
+    assert read_questions(str(good)) == [
+        Question("q1", "Which gene causes ataxia?"),
+        Question("2", "Is BRCA1 a tumour suppressor?", "yesno", (123, 456)),
+    ]
+    bioasq = read_questions(golden(tmp_path, [{**QUESTIONS[0], "documents": ["http://x/pubmed/77"]}]))
+    assert bioasq == [Question("a" * 24, "Which enzyme?", "factoid", (77,))]
+    cases = {
+        '{"id": "q1", "question": "x"}\n{"id": "q1", "question": "y"}\n': ":2: id 'q1' already on line 1",
+        '{"id": "q1", "question": "x", "type": "summary"}\n': ":1: type 'summary' is not one of",
+        '{"id": "q1"}\n': ":1: no 'question' text",
+        '{"id": "q1", "question": "x", "pmids": ["PMC1"]}\n': ":1: 'pmids' must be a list of PubMed ids",
+        '{"id": "q1", "question": "x"}\n{"id": \n': ":2: not JSON",
+    }
+    for content, message in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(content)
+        with pytest.raises(FormatError, match=re.escape(f"bad.jsonl{message}")):
+            read_questions(str(bad))
