@@ -108,6 +108,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_answers_summary(report: dict[str, Any]) -> None:
+    """Print the counts of an ``annotate qa`` run and name every failed batch."""
+    c = report["counts"]
+    print(
+        f"annotate qa: {c['batches']} question batches ({c['batches_processed']} processed, "
+        f"{c['batches_skipped']} skipped, {c['batches_failed']} failed), {c['questions']} questions, "
+        f"{c['answered']} answered, {c['units']} {report['unit_name']} -> {c['rows']} answers rows; "
+        f"{report['wall_seconds']:.1f}s"
+    )
+    for batch in report["shards"]:
+        if batch["status"] == "failed":
+            print(f"  failed: {batch['name']}: see {storage.join(report['config']['out'], '_errors')}")
+
+
 def print_annotate_summary(report: dict[str, Any]) -> None:
     """Print the counts of an annotate run and name every failed shard, row group and unread input."""
     c = report["counts"]
@@ -146,7 +160,10 @@ def annotate_command(args: argparse.Namespace) -> int:
 
     config, options = task_configs(cfg.AnnotateConfig, args)
     report = annotate.run(args.task, config, options)
-    print_annotate_summary(report)
+    if report["table"] == "answers":
+        print_answers_summary(report)
+    else:
+        print_annotate_summary(report)
     return 0 if report["status"] == "ok" else 1
 
 

@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -160,6 +160,15 @@ class Retriever:
             document = self.searcher.doc(address)
             hits.append(Hit(document["pmid"][0], document["shard"][0], float(score)))
         return hits
+
+    def locate(self, pmids: Sequence[int]) -> dict[int, str]:
+        """The articles shard of each of ``pmids`` that the index holds."""
+        found = {}
+        for pmid in pmids:
+            query = tantivy.Query.term_query(self.index.schema, "pmid", int(pmid))
+            for _, address in self.searcher.search(query, 1).hits:
+                found[int(pmid)] = self.searcher.doc(address)["shard"][0]
+        return found
 
 
 def _local_copy(location: str, manifest: dict[str, Any]) -> str:

@@ -97,6 +97,60 @@ RELATIONS = pa.schema(
     ]
 )
 
+#: The work list of one question batch of ``annotate qa`` (``<out>/_work/<batch>/<shard>.parquet``): the
+#: articles each question reads, grouped by the articles shard that holds them, sorted by PMID.
+QA_WORK = pa.schema(
+    [
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("question_type", pa.string(), nullable=False),  # factoid, list or yesno
+        pa.field("retrieval_rank", pa.int32()),  # 1 = best BM25 hit; null for a PMID the question named
+        pa.field("retrieval_score", pa.float32()),
+    ]
+)
+
+#: The answer spans a QA model finds in one section of one article for one question (the parts of a
+#: batch, before the answers of each question are merged across its articles).
+QA_CANDIDATES = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("section", pa.string(), nullable=False),
+        pa.field("char_start", pa.int32(), nullable=False),
+        pa.field("char_end", pa.int32(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),  # probability among the section's n-best spans
+        pa.field("evidence_sentence", pa.string(), nullable=False),  # the section's sentence holding it
+        pa.field("retrieval_rank", pa.int32()),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+#: ``annotate qa``'s table: each question's ranked answers, each pointing at its evidence (rank 1 =
+#: best). A yes/no question has one row (``answer`` yes/no/maybe, ``supporting_pmids``); a question that
+#: could not be answered has one row with a null answer and a ``note`` saying why.
+ANSWERS = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("question_type", pa.string(), nullable=False),
+        pa.field("rank", pa.int32()),
+        pa.field("answer", pa.string()),
+        pa.field("score", pa.float32()),  # a span's probability (the best over the articles holding it)
+        pa.field("pmid", pa.int64()),  # the article of the best occurrence
+        pa.field("section", pa.string()),
+        pa.field("char_start", pa.int32()),  # section_text[char_start:char_end] == answer
+        pa.field("char_end", pa.int32()),
+        pa.field("evidence_sentence", pa.string()),  # the sentence of the section holding the answer
+        pa.field("supporting_pmids", pa.list_(pa.int64())),  # yes/no: the articles that gave the answer
+        pa.field("note", pa.string()),  # why a question has no answer (no article retrieved, ...)
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
 #: Input records an annotation run could not use (``<out>/_rejected/<shard>.parquet``), e.g. an
 #: ``entities`` row whose offsets do not match its article's text; the rest of the shard completes.
 REJECTED = pa.schema(

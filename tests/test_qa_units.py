@@ -331,3 +331,11 @@ def test_questions_come_as_json_lines_or_bioasq_json_and_a_bad_line_is_named(tmp
         bad.write_text(content)
         with pytest.raises(FormatError, match=re.escape(f"bad.jsonl{message}")):
             read_questions(str(bad))
+
+
+def test_spans_are_widened_to_whole_words():
+    context = "Mutations in BRCA1-associated genes (IL-6)."
+    assert context[14:20] == "RCA1-a" and spans.whole_words(context, 14, 20) == (13, 29)  # BRCA1-associated
+    assert spans.whole_words(context, 13, 30) == (13, 30)  # already on word edges
+    assert spans.whole_words(context, 38, 40) == (37, 40)  # "L-" -> "IL-": a word ends at punctuation
+    assert spans.whole_words(context, 0, 3) == (0, 9)

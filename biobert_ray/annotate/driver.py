@@ -156,8 +156,12 @@ def run(task_name: str, config: AnnotateConfig, options: Any = None, log=print) 
     ``failed``), config, versions, counts (shards, articles, units, rows), the failed shards with
     their failed row groups and reasons, the incomplete inputs, wall time and articles/s.
     """
-    check_models(task_name, config.model)
     task = make_task(task_name, options)
+    if getattr(task, "answers_questions", False):
+        from biobert_ray import answers
+
+        return answers.run(task, config, log)
+    check_models(task_name, config.model)
     if not hasattr(task, "units"):
         raise ValueError(f"task {task_name!r} cannot annotate a corpus yet")
     task = task.for_models([models.info(ref)["metadata"] for ref in config.model])

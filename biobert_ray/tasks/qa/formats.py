@@ -47,7 +47,8 @@ class QaExample:
 
     ``answers`` are the ``(text, char_start)`` spans of the context that answer it (training files);
     ``gold`` the question's exact answer as entities, each a tuple of synonyms (scoring; None when the
-    file has none); ``kind`` the question type; ``pmid`` the context's article when known.
+    file has none); ``kind`` the question type; ``pmid`` the context's article when known, and in
+    corpus annotation ``section`` (``title`` or ``abstract``) and the article's ``retrieval_rank``.
     """
 
     id: str
@@ -58,6 +59,8 @@ class QaExample:
     answers: tuple[tuple[str, int], ...] = ()
     gold: tuple[tuple[str, ...], ...] | None = None
     pmid: int | None = None
+    section: str = ""
+    retrieval_rank: int | None = None
 
 
 def question_id(entry_id: str) -> str:

@@ -11,10 +11,12 @@ is labelled with the answer's first and last sub-tokens; one that does not is la
 **Spans.** In each window, the ``n_best`` highest start logits and end logits over its context give the
 candidate spans: end at or after start, at most ``max_answer_length`` sub-tokens. A span's score is its
 start logit plus its end logit; its text is the context's characters from the first sub-token's start
-to the last one's end. A span that several overlapping windows propose takes the score of the window
-that gives it the most context on its shorter side (BERT's "max context" rule, applied to the whole
-span, so an answer that crosses one window's edge is read from a window that holds all of it). The
-``n_best`` best distinct spans of a context get probabilities by a softmax over their scores.
+to the last one's end, widened to whole words (a span that starts or ends inside a run of letters and
+digits takes the whole run, as BERT's SQuAD code maps sub-tokens back to whole words). A span that
+several overlapping windows propose takes the score of the window that gives it the most context on its
+shorter side (BERT's "max context" rule, applied to the whole span, so an answer that crosses one
+window's edge is read from a window that holds all of it). The ``n_best`` best distinct spans of a
+context get probabilities by a softmax over their scores.
 """
 
 from __future__ import annotations
@@ -126,6 +128,15 @@ def window_spans(
     ]
 
 
+def whole_words(context: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` widened so that it does not cut a run of letters and digits of ``context``."""
+    while 0 < start < len(context) and context[start - 1].isalnum() and context[start].isalnum():
+        start -= 1
+    while 0 < end < len(context) and context[end - 1].isalnum() and context[end].isalnum():
+        end += 1
+    return start, end
+
+
 def best_spans(
     context: str,
     windows: Sequence[dict[str, Any]],
@@ -139,7 +150,7 @@ def best_spans(
     for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
         n = len(window["offsets"])
         for score, first, last in window_spans(window, start_logits, end_logits, n_best, max_answer_length):
-            key = (window["offsets"][first][0], window["offsets"][last][1])
+            key = whole_words(context, window["offsets"][first][0], window["offsets"][last][1])
             margin = min(first, n - 1 - last)
             if key not in found or margin > found[key][0]:
                 found[key] = (margin, score)

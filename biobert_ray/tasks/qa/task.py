@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from transformers import AutoModelForQuestionAnswering
 
+from biobert_ray import schemas, text
 from biobert_ray.config import option
 from biobert_ray.tasks.base import ModelInfo
 from biobert_ray.tasks.qa import metrics, spans
@@ -65,6 +67,23 @@ class QaOptions:
     n_best: int = option(
         20, "spans considered per context (start and end candidates per window)",
         commands=("finetune", "evaluate", "annotate"),
+    )  # fmt: skip
+    questions: str | None = option(
+        None, "questions to answer: JSON lines (id, question, type, pmids) or BioASQ JSON",
+        commands=("annotate",),
+    )  # fmt: skip
+    index: str | None = option(
+        None, "the articles' retrieval index (default: <articles>/_index/bm25, built by `biobert-ray index`)",
+        commands=("annotate",),
+    )  # fmt: skip
+    top_docs: int = option(50, "articles retrieved per question (BM25)", commands=("annotate",))
+    top_answers: int = option(
+        5, "answers kept per factoid question (list questions: those above the list threshold)",
+        commands=("annotate",),
+    )  # fmt: skip
+    questions_per_batch: int = option(
+        256, "questions answered, written and marked complete together (the unit a rerun skips)",
+        commands=("annotate",),
     )  # fmt: skip
     list_threshold: float | None = option(
         None,
@@ -107,9 +126,15 @@ def rank_answers(
     return {qid: sorted(found.values(), key=lambda a: (-a.score, a.text)) for qid, found in best.items()}
 
 
+def list_size(scores: Sequence[float], threshold: float) -> int:
+    """How many of a list question's ranked answers (``scores``, best first) it keeps: those scoring at
+    least ``threshold``, and at least the first one."""
+    return min(len(scores), max(1, sum(score >= threshold for score in scores)))
+
+
 def list_answers(ranked: Sequence[Answer], threshold: float) -> list[Answer]:
-    """The answers of a list question: those scoring at least ``threshold``, at least the first one."""
-    return [a for i, a in enumerate(ranked) if i == 0 or a.score >= threshold]
+    """The answers of a list question (:func:`list_size`)."""
+    return list(ranked[: list_size([a.score for a in ranked], threshold)])
 
 
 def _gold(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
@@ -130,7 +155,14 @@ class QaTask:
     name = "qa"
     model_class = AutoModelForQuestionAnswering
     Options = QaOptions
-    unit_name = "question-context pairs"
+    unit_name = "question-section pairs"
+    #: Corpus annotation answers questions (:mod:`biobert_ray.answers`): the parts of a run hold each
+    #: section's answer spans, which the run merges per question into the ``answers`` table.
+    answers_questions = True
+    table = "answers"
+    schema = schemas.QA_CANDIDATES
+    sort_keys = ("question_id", "pmid", "section", "char_start", "model")
+    article_columns = ("pmid", "title", "abstract")
 
     def __init__(self, options: QaOptions | None = None) -> None:
         self.options = options or QaOptions()
@@ -154,6 +186,54 @@ class QaTask:
         if missing is not None:
             raise ValueError(f"training example {missing.id} has no answer span (a test file?)")
         return {"question_types": sorted({e.kind for e in examples})}
+
+    def side_tables(self) -> dict[str, str]:
+        """None: each question batch's work list comes with its work items (:mod:`biobert_ray.answers`)."""
+        return {}
+
+    def for_models(self, metadata: Sequence[dict[str, Any]]) -> QaTask:
+        """This task, as it is for any span model."""
+        return self
+
+    def units(self, articles: pa.Table, side: dict[str, pa.Table]) -> list[QaExample]:
+        """The (question, section) pairs of one row group: each question of the ``work`` side rows
+        (``schemas.QA_WORK``) with the title and with the abstract of its article."""
+        sections = {a["pmid"]: a for a in articles.select(["pmid", "title", "abstract"]).to_pylist()}
+        units = []
+        for row in side["work"].to_pylist():
+            article = sections.get(row["pmid"])
+            if article is None:
+                continue
+            qid, pmid = row["question_id"], row["pmid"]
+            for section in ("title", "abstract"):
+                if article[section]:
+                    units.append(
+                        QaExample(
+                            id=f"{qid}/{pmid}/{section}", question_id=qid, question=row["question"],
+                            context=article[section], kind=row["question_type"], pmid=pmid, section=section,
+                            retrieval_rank=row["retrieval_rank"],
+                        )
+                    )  # fmt: skip
+        return units
+
+    def rows(self, units: Sequence[QaExample], predictions: Sequence[ContextAnswers]) -> list[dict[str, Any]]:
+        """One ``schemas.QA_CANDIDATES`` row per n-best span of each section, with its sentence."""
+        rows = []
+        for unit, prediction in zip(units, predictions, strict=True):
+            sentences = text.split_sentences(unit.context) if prediction.spans else []
+            for span in prediction.spans:
+                start, end = next(
+                    ((a, b) for a, b in sentences if a <= span.char_start < b), (0, len(unit.context))
+                )
+                rows.append(
+                    {
+                        "question_id": unit.question_id, "pmid": unit.pmid, "section": unit.section,
+                        "char_start": span.char_start, "char_end": span.char_end, "answer": span.text,
+                        "score": span.probability, "evidence_sentence": unit.context[start:end],
+                        "retrieval_rank": unit.retrieval_rank,
+                    }
+                )  # fmt: skip
+        return rows
 
     def encode(
         self,
