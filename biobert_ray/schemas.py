@@ -121,7 +121,7 @@ QA_CANDIDATES = pa.schema(
         pa.field("char_end", pa.int32(), nullable=False),
         pa.field("answer", pa.string(), nullable=False),
         pa.field("score", pa.float32(), nullable=False),  # probability among the section's n-best spans
-        pa.field("evidence_sentence", pa.string(), nullable=False),  # the section's sentence holding it
+        pa.field("evidence_sentence", pa.string(), nullable=False),  # the section's sentence(s) holding it
         pa.field("retrieval_rank", pa.int32()),
         pa.field("model", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
@@ -143,7 +143,7 @@ ANSWERS = pa.schema(
         pa.field("section", pa.string()),
         pa.field("char_start", pa.int32()),  # section_text[char_start:char_end] == answer
         pa.field("char_end", pa.int32()),
-        pa.field("evidence_sentence", pa.string()),  # the sentence of the section holding the answer
+        pa.field("evidence_sentence", pa.string()),  # the section's sentence(s) holding the answer
         pa.field("supporting_pmids", pa.list_(pa.int64())),  # yes/no: the articles that gave the answer
         pa.field("note", pa.string()),  # why a question has no answer (no article retrieved, ...)
         pa.field("model", pa.string()),

@@ -225,6 +225,22 @@ def save_tiny_re_model(tiny_bert: str, out, argument_types: tuple[str, ...] = ("
     return str(out)
 
 
+def save_tiny_qa_model(tiny_bert: str, out) -> str:
+    """A tiny untrained span (question answering) model."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from biobert_ray import models
+
+    torch.manual_seed(0)
+    model = AutoModelForQuestionAnswering.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "start", 1: "end"}, label2id={"start": 0, "end": 1}
+    )
+    metadata = {"task": "qa", "label_list": ["start", "end"], "max_seq_length": 96}
+    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
     """A tiny untrained Disease tagger (see :func:`save_tiny_ner_model`)."""

@@ -6,8 +6,9 @@ names (``pmids``), else its ``--top-docs`` best BM25 hits (:mod:`biobert_ray.ret
 questions are not read by a span model, and a question with no article gets a note instead
 (:mod:`biobert_ray.answers.merge` turns notes into rows). The pairs are grouped by the articles shard
 that holds each article and written as a small side table, ``<out>/_work/<batch>/<shard>.parquet``
-(``schemas.QA_WORK``, sorted by PMID), so that each articles shard is read once per batch and only its
-row groups whose PMID range holds a wanted article (Parquet statistics; the shards are sorted by PMID).
+(``schemas.QA_WORK``, sorted by PMID), so that each articles shard is read once per batch, and only the
+row groups that hold a wanted article (found from the row groups' PMID statistics, then their ``pmid``
+column).
 
 A batch's identity (its completion marker's, :mod:`biobert_ray.runs`) is its questions, the retrieval
 index's manifest (or the articles table's identity when every question names its PMIDs and there is no
@@ -124,18 +125,21 @@ def write_work(out: str, batch: str, work: dict[str, list[dict[str, Any]]]) -> d
 
 
 def row_groups_with(uri: str, pmids: set[int]) -> list[tuple[int, int]]:
-    """``(row group, rows)`` of the articles shard at ``uri`` whose PMID range holds one of ``pmids``
-    (every row group when the file has no statistics)."""
-    wanted = sorted(pmids)
+    """``(row group, rows)`` of the articles shard at ``uri`` that hold one of ``pmids``: a row group
+    whose PMID statistics exclude them all is skipped unread, the others are checked on their ``pmid``
+    column."""
     groups = []
     with storage.open_parquet(uri) as parquet:
         metadata = parquet.metadata
         column = parquet.schema_arrow.get_field_index("pmid")
         for g in range(metadata.num_row_groups):
-            group = metadata.row_group(g)
-            stats = group.column(column).statistics
-            if stats is None or not stats.has_min_max or any(stats.min <= p <= stats.max for p in wanted):
-                groups.append((g, group.num_rows))
+            stats = metadata.row_group(g).column(column).statistics
+            known = stats is not None and stats.has_min_max
+            if known and not any(stats.min <= p <= stats.max for p in pmids):
+                continue
+            held = parquet.read_row_group(g, columns=["pmid"]).column("pmid").to_pylist()
+            if pmids.intersection(held):
+                groups.append((g, metadata.row_group(g).num_rows))
     return groups
 
 

@@ -137,6 +137,14 @@ def list_answers(ranked: Sequence[Answer], threshold: float) -> list[Answer]:
     return list(ranked[: list_size([a.score for a in ranked], threshold)])
 
 
+def evidence(sentences: Sequence[tuple[int, int]], start: int, end: int, length: int) -> tuple[int, int]:
+    """The character span of the sentences that hold ``[start, end)`` (the sentence of its first
+    character to that of its last; the whole text of ``length`` when no sentence does)."""
+    first = next((a for a, b in sentences if a <= start < b), 0)
+    last = next((b for a, b in sentences if a <= end - 1 < b), length)
+    return first, max(last, end)
+
+
 def _gold(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
     """A question's gold entities: from its file or golden file, else from its examples' answers."""
     if group[0].gold is not None:
@@ -217,14 +225,12 @@ class QaTask:
         return units
 
     def rows(self, units: Sequence[QaExample], predictions: Sequence[ContextAnswers]) -> list[dict[str, Any]]:
-        """One ``schemas.QA_CANDIDATES`` row per n-best span of each section, with its sentence."""
+        """One ``schemas.QA_CANDIDATES`` row per n-best span of each section, with its sentence(s)."""
         rows = []
         for unit, prediction in zip(units, predictions, strict=True):
             sentences = text.split_sentences(unit.context) if prediction.spans else []
             for span in prediction.spans:
-                start, end = next(
-                    ((a, b) for a, b in sentences if a <= span.char_start < b), (0, len(unit.context))
-                )
+                start, end = evidence(sentences, span.char_start, span.char_end, len(unit.context))
                 rows.append(
                     {
                         "question_id": unit.question_id, "pmid": unit.pmid, "section": unit.section,

@@ -1,0 +1,103 @@
+"""`annotate qa`: questions answered over an articles table into the `answers` table, batch by batch."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from conftest import save_tiny_qa_model
+
+from biobert_ray import cli, retrieval, schemas, storage
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def articles_frame(articles: str) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(uri) for uri in storage.list_files(articles, ".parquet")])
+
+
+def write_questions(path, questions: list[dict]) -> str:
+    path.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    return str(path)
+
+
+def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batches(
+    tiny_bert, medline_160, tmp_path, capsys
+):
+    index = str(tmp_path / "index")
+    assert cli.main(["index", "--articles", medline_160, "--index", index]) == 0
+    frame = articles_frame(medline_160)
+    titled = frame.filter(pl.col("abstract").is_not_null()).row(0, named=True)
+    named = frame.filter(pl.col("abstract").is_not_null()).row(-1, named=True)
+    questions = [
+        {"id": "q1", "question": f"What is reported on {titled['title'].rstrip('.')}?"},
+        {"id": "q2", "question": "Which genes are mutated in cancer?", "type": "list"},
+        {"id": "q3", "question": "Is aspirin effective?", "type": "yesno"},
+        {"id": "q4", "question": "What did this study find?", "pmids": [named["pmid"], 999]},
+        {"id": "q5", "question": "What is missing?", "pmids": [999]},
+    ]
+    path = tmp_path / "questions.jsonl"
+    out, model = str(tmp_path / "answers"), save_tiny_qa_model(tiny_bert, tmp_path / "qa")
+    argv = ["annotate", "qa", "--articles", medline_160, "--model", model, "--index", index, "--out", out,
+            "--questions", write_questions(path, questions), "--top-docs", "3", "--questions-per-batch", "2",
+            "--cpus-per-actor", "0.5"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "annotate qa: 3 question batches (3 processed, 0 skipped, 0 failed), 5 questions, 3 answered" in (
+        capsys.readouterr().out
+    )
+    answers = pl.read_parquet(f"{out}/*.parquet")
+    assert answers.schema == pl.from_arrow(schemas.ANSWERS.empty_table()).schema
+    texts = {(r["pmid"], s): r[s] or "" for r in frame.iter_rows(named=True) for s in ("title", "abstract")}
+    spans = answers.filter(pl.col("answer").is_not_null())
+    for row in spans.iter_rows(named=True):  # every answer points at its text and its sentence
+        body = texts[(row["pmid"], row["section"])]
+        assert body[row["char_start"] : row["char_end"]] == row["answer"]
+        assert row["answer"] in row["evidence_sentence"] and row["evidence_sentence"] in body
+    by_question = {q: group for (q,), group in spans.group_by("question_id")}
+    top3 = {h.pmid for h in retrieval.open_index(index).search(questions[0]["question"], 3)}
+    assert titled["pmid"] in top3 and set(by_question["q1"]["pmid"]) <= top3
+    assert by_question["q1"]["rank"].to_list() == [1, 2, 3, 4, 5]  # --top-answers
+    assert by_question["q1"]["score"].to_list() == sorted(by_question["q1"]["score"].to_list(), reverse=True)
+    assert set(by_question["q4"]["pmid"]) == {named["pmid"]}  # the named article only (999 is not there)
+    assert len({a.lower() for a in by_question["q2"]["answer"]}) == by_question["q2"].height  # merged
+    notes = dict(answers.filter(pl.col("answer").is_null()).select("question_id", "note").iter_rows())
+    assert notes == {
+        "q3": "a yes/no question: a span model does not answer it (not read)",
+        "q5": "none of its PMIDs is in the articles table",
+    }
+    run = json.loads((tmp_path / "answers" / "_run.json").read_text())
+    batch_q4 = next(b for b in run["shards"] if b["name"] == "questions-00001")
+    assert batch_q4["row_groups"] == 1  # only the row group that holds the named article was read
+    assert not (tmp_path / "answers" / "_parts").exists() or not any(
+        (tmp_path / "answers" / "_parts").iterdir()
+    )
+
+    # a rerun skips every complete batch; a changed question redoes its batch only
+    assert cli.main(argv) == 0
+    assert "(0 processed, 3 skipped, 0 failed)" in capsys.readouterr().out
+    questions[4]["question"] = "What else is missing?"
+    write_questions(path, questions)
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "redo questions-00002: input changed" in printed and "(1 processed, 2 skipped, 0 failed)" in printed
+    )
+
+
+def test_annotate_qa_reads_s3_articles_and_index_and_writes_to_s3(
+    tiny_bert, medline_160, s3_bucket, tmp_path
+):
+    articles, out = f"{s3_bucket}/articles", f"{s3_bucket}/answers"
+    fs, path = storage.filesystem(articles)
+    fs.put(medline_160.rstrip("/") + "/", path, recursive=True)
+    assert cli.main(["index", "--articles", articles]) == 0
+    questions = write_questions(tmp_path / "q.jsonl", [{"id": "q1", "question": "Which gene causes cancer?"}])
+    model = save_tiny_qa_model(tiny_bert, tmp_path / "qa")
+    argv = ["annotate", "qa", "--articles", articles, "--model", model, "--questions", questions,
+            "--out", out, "--top-docs", "2", "--cpus-per-actor", "0.5"]  # fmt: skip
+    assert cli.main(argv) == 0
+    with storage.open_parquet(storage.join(out, "questions-00000.parquet")) as parquet:
+        answers = pl.from_arrow(parquet.read())
+    assert answers.height == 5 and answers["question_id"].unique().to_list() == ["q1"]
+    assert storage.exists(storage.join(out, "_done", "questions-00000.json"))
