@@ -208,6 +208,22 @@ def query_relations_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def query_answers_command(args: argparse.Namespace) -> int:
+    """``biobert-ray query answers``: the ranked answers of a question, with their evidence."""
+    import polars as pl
+
+    from biobert_ray import query
+
+    frame = query.answers_of(args.table, args.question_id, args.question).head(args.top).collect()
+    if frame.is_empty():
+        print("no answers match")
+        return 0
+    layout = {"tbl_rows": args.top, "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
+    with pl.Config(**layout, fmt_str_lengths=120, tbl_width_chars=200):
+        print(frame.select("question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "note"))
+    return 0
+
+
 def export_command(args: argparse.Namespace) -> int:
     """``biobert-ray export FORMAT``: write the articles with their entities (and relations) as one file."""
     from biobert_ray import export
@@ -328,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--articles", help="articles table, for the sentences of --pair")
     q.add_argument("--top", type=int, default=20, help="rows to print")
     q.set_defaults(func=query_relations_command)
+
+    q = qsub.add_parser("answers", parents=[common], help="answers of an annotate qa table")
+    q.add_argument("table", help="answers table directory (local or s3://)")
+    q.add_argument("--question-id", help="only this question")
+    q.add_argument("--question", help="only questions whose text contains this (case-insensitive)")
+    q.add_argument("--top", type=int, default=20, help="rows to print")
+    q.set_defaults(func=query_answers_command)
 
     p = sub.add_parser("export", parents=[common], help="articles + entities -> PubTator or BioC JSON")
     p.add_argument("format", choices=["pubtator", "bioc"], help="PubTator text or a BioC JSON collection")

@@ -230,3 +230,24 @@ def relation_evidence(relations_table: str, articles_table: str, first: str, sec
         .with_columns(pl.Series("evidence", evidence, dtype=pl.String))
         .sort(["score", "pmid"], descending=[True, False])
     )
+
+
+def answers(table: str) -> pl.LazyFrame:
+    """The ``answers`` table written by ``annotate qa`` (``schemas.ANSWERS``)."""
+    return scan(table)
+
+
+def answers_of(table: str, question_id: str | None = None, question: str | None = None) -> pl.LazyFrame:
+    """The ranked answers of one question (``question_id``), of the questions whose text contains
+    ``question`` (case-insensitive), or of every question: ``question_id``, ``question``, ``rank``,
+    ``answer``, ``score``, ``pmid``, ``section``, ``evidence_sentence``, ``model`` and ``note`` (why a
+    question has no answer), by question, model and rank."""
+    frame = answers(table)
+    if question_id is not None:
+        frame = frame.filter(pl.col("question_id") == question_id)
+    if question is not None:
+        frame = frame.filter(
+            pl.col("question").str.to_lowercase().str.contains(question.lower(), literal=True)
+        )
+    columns = ["question_id", "question", "rank", "answer", "score", "pmid", "section", "evidence_sentence"]
+    return frame.select(*columns, "model", "note").sort("question_id", "model", "rank", nulls_last=True)

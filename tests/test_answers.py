@@ -6,9 +6,9 @@ import json
 
 import polars as pl
 import pytest
-from conftest import save_tiny_qa_model
+from conftest import run_notebook, save_tiny_qa_model
 
-from biobert_ray import cli, retrieval, schemas, storage
+from biobert_ray import cli, query, retrieval, schemas, storage
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -73,6 +73,14 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
         (tmp_path / "answers" / "_parts").iterdir()
     )
 
+    # query: one question's ranked answers with their evidence; the note of an unanswered one
+    ranked = query.answers_of(out, question_id="q1").collect()
+    assert ranked["rank"].to_list() == [1, 2, 3, 4, 5] and ranked["evidence_sentence"].null_count() == 0
+    assert query.answers_of(out, question="WHAT IS MISSING").collect()["note"].to_list() == [notes["q5"]]
+    assert cli.main(["query", "answers", out, "--question-id", "q1", "--top", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert ranked["answer"][0][:20] in printed and "evidence_sentence" in printed
+
     # a rerun skips every complete batch; a changed question redoes its batch only
     assert cli.main(argv) == 0
     assert "(0 processed, 3 skipped, 0 failed)" in capsys.readouterr().out
@@ -83,6 +91,12 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
     assert (
         "redo questions-00002: input changed" in printed and "(1 processed, 2 skipped, 0 failed)" in printed
     )
+
+    # the notebook over <out>/articles and <out>/answers
+    (tmp_path / "articles").symlink_to(medline_160)
+    printed = run_notebook("answers.ipynb", tmp_path)
+    assert f"5 questions, {spans.height} answers" in printed and "What else is missing?" in printed
+    assert (tmp_path / "answer_scores.png").exists()
 
 
 def test_annotate_qa_reads_s3_articles_and_index_and_writes_to_s3(
