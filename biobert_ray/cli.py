@@ -293,10 +293,10 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """``biobert-ray demo``: entities, then relations, on the bundled data (:mod:`biobert_ray.demo`)."""
+    """``biobert-ray demo``: entities, relations, then answers, on the bundled data (:mod:`.demo`)."""
     from biobert_ray import demo
 
-    demo.run(args.out_dir, args.train_sentences, args.train_pairs)
+    demo.run(args.out_dir, args.train_sentences, args.train_pairs, args.train_questions)
     return 0
 
 
@@ -406,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="out/demo", help="where the demo writes its tables and model")
     p.add_argument("--train-sentences", type=int, default=2000, help="BC5CDR NER training sentences to use")
     p.add_argument("--train-pairs", type=int, default=2250, help="BC5CDR-CID training candidate pairs to use")
+    p.add_argument(
+        "--train-questions", type=int, default=2139, help="BioASQ question-snippet training entries to use"
+    )
     p.set_defaults(func=demo_command)
     return parser
 

@@ -125,9 +125,10 @@ class EvaluateConfig:
     max_seq_length: int | None = option(
         None, "window length in sub-tokens (default: the model's training value)"
     )
-    stride: int = option(
-        32,
-        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride)",
+    stride: int | None = option(
+        None,
+        "sub-tokens of context shared by consecutive windows (question answering: --doc-stride; default: "
+        "the model's training value)",
         aliases=("--doc-stride",),
     )
 

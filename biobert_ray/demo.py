@@ -1,6 +1,6 @@
 """``biobert-ray demo``: the whole product on bundled data, on a laptop, with no network.
 
-Entities, then relations, over the bundled MEDLINE sample:
+Entities, then relations, then answers, over the bundled MEDLINE sample:
 
 1. ingest the sample into an ``articles`` table;
 2. fine-tune a typed NER model (Chemical and Disease) on BC5CDR training sentences, from the
@@ -11,10 +11,15 @@ Entities, then relations, over the bundled MEDLINE sample:
    abstracts (typed entity markers, same sentence);
 6. evaluate it on the BC5CDR-CID test abstracts (document level, gold mentions);
 7. annotate the sample's chemical-disease pairs into a ``relations`` table;
-8. query both tables with polars.
+8. query both tables with polars;
+9. fine-tune a question answering (span) model on the BioASQ training set built from the 4b and 5b
+   golden files;
+10. evaluate it on BioASQ 6b batch 1 (factoid questions of BioBERT's test file, with the batch's gold);
+11. index the sample (BM25) and answer the bundled questions over it into an ``answers`` table;
+12. print each question's best answers with their evidence.
 
-The two training sets are slices (``train_sentences``, ``train_pairs``) so that the demo stays within
-about 10 minutes on 2 cores; the scores are those of small, quickly trained models.
+The training sets are slices (``train_sentences``, ``train_pairs``, ``train_questions``) so that the
+demo stays within about 12 minutes on 2 cores; the scores are those of small, quickly trained models.
 """
 
 from __future__ import annotations
@@ -23,24 +28,40 @@ from typing import Any
 
 import polars as pl
 
-from biobert_ray import annotate, evaluation, finetune, ingest, query, runs, samples, storage, tasks
+from biobert_ray import (
+    annotate,
+    evaluation,
+    finetune,
+    ingest,
+    query,
+    retrieval,
+    runs,
+    samples,
+    storage,
+    tasks,
+)
 from biobert_ray import config as cfg
 from biobert_ray.tasks.ner import NerOptions
+from biobert_ray.tasks.qa.task import QaOptions
 from biobert_ray.tasks.relation.task import RelationOptions
 
-STEPS = 8
+STEPS = 12
 
 
 def _step(number: int, text: str) -> None:
     print(f"[{number}/{STEPS}] {text}")
 
 
-def run(out: str, train_sentences: int = 2000, train_pairs: int = 2250) -> dict[str, Any]:
-    """Run the demo into ``out``; returns the test scores of both models and the table counts."""
-    from biobert_ray.cli import print_annotate_summary, print_ingest_summary
+def run(
+    out: str, train_sentences: int = 2000, train_pairs: int = 2250, train_questions: int = 2139
+) -> dict[str, Any]:
+    """Run the demo into ``out``; returns the test scores of the three models and the table counts."""
+    from biobert_ray.cli import print_annotate_summary, print_answers_summary, print_ingest_summary
 
-    names = ("articles", "entities", "relations", "ner-chem-disease", "re-cid")
-    articles, entities, relations, ner_model, re_model = (storage.join(out, name) for name in names)
+    names = ("articles", "entities", "relations", "answers", "ner-chem-disease", "re-cid", "qa-bioasq")
+    articles, entities, relations, answers, ner_model, re_model, qa_model = (
+        storage.join(out, name) for name in names
+    )
 
     _step(1, f"ingest the bundled MEDLINE sample -> {articles}")
     sample = cfg.IngestConfig(input=(samples.pubmed_sample(),), out=articles, overwrite=True)
@@ -88,15 +109,44 @@ def run(out: str, train_sentences: int = 2000, train_pairs: int = 2250) -> dict[
         print(query.top_entities(entities, None, 10).collect())
         pairs = query.relations_of(relations, by="articles").head(10)
         print(pairs.select("arg1", "arg1_type", "arg2", "arg2_type", "articles", "best_score").collect())
+
+    _step(9, f"fine-tune QA on {train_questions} BioASQ 4b+5b question-snippet entries -> {qa_model}")
+    qa = tasks.make_task("qa", QaOptions())
+    training = cfg.FinetuneConfig(
+        train=samples.bioasq("train"), out=qa_model, max_train_samples=train_questions, epochs=1,
+        batch_size=16, learning_rate=1e-4, max_seq_length=256, stride=64, num_workers=1,
+        run_name=f"demo-qa-{runs.new_run_id()}",
+    )  # fmt: skip
+    finetune.finetune("qa", training, qa.options, log=print)
+
+    _step(10, "evaluate QA on BioASQ 6b batch 1 (factoid: strict and lenient accuracy, MRR)")
+    qa = tasks.make_task("qa", QaOptions(gold=samples.bioasq("golden-6b1")))
+    test = cfg.EvaluateConfig(model=qa_model, data=samples.bioasq("test-6b1"), stride=64)
+    qa_scores = evaluation.evaluate("qa", test, qa.options)
+    print(qa.report(qa_scores))
+
+    _step(11, f"index the sample (BM25) and answer the bundled questions over it -> {answers}")
+    retrieval.build_index(articles, log=lambda *_: None)
+    options = QaOptions(questions=samples.demo_questions(), top_docs=10)
+    config = cfg.AnnotateConfig(articles=articles, model=(qa_model,), out=answers, stride=64, overwrite=True)
+    print_answers_summary(annotate.run("qa", config, options))
+
+    _step(12, "query: each question's best answers, with their evidence")
+    best = query.answers_of(answers).filter(pl.col("rank").fill_null(1) <= 2).collect()
+    with pl.Config(**tables, fmt_str_lengths=90, tbl_width_chars=180, tbl_rows=20):
+        print(best.select("question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "note"))
     summary = {
         "ner_test_f1": ner_scores["overall"]["f1"],
         "re_test_document_f1": re_scores["document"]["f1"],
+        "qa_test_factoid": qa_scores["factoid"],
         "entities": pl.scan_parquet(storage.join(entities, "*.parquet")).select(pl.len()).collect().item(),
         "relations": pl.scan_parquet(storage.join(relations, "*.parquet")).select(pl.len()).collect().item(),
+        "answers": query.answers(answers).select(pl.col("answer").count()).collect().item(),
     }
     print(
         f"NER test F1 {summary['ner_test_f1']:.4f}, RE test document F1 "
-        f"{summary['re_test_document_f1']:.4f}; {summary['entities']} entities, "
-        f"{summary['relations']} relations; tables in {out}/"
+        f"{summary['re_test_document_f1']:.4f}, QA 6b-1 factoid MRR {summary['qa_test_factoid']['mrr']:.4f}; "
+        f"{summary['entities']} entities, {summary['relations']} relations, {summary['answers']} answers; "
+        f"tables in {out}/"
     )
     return summary

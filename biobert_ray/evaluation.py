@@ -43,7 +43,8 @@ def evaluate(task_name: str, config: EvaluateConfig, options: Any = None) -> dic
     """Scores of ``config.model`` on ``config.data`` (written as JSON to ``config.out`` when given).
 
     The model must have been fine-tuned for ``task_name`` (its saved metadata says so). Units longer
-    than the window are split into overlapping windows as in training.
+    than the window are split into overlapping windows as in training (the model's window length and
+    stride unless the config gives them).
     """
     metadata = models.read_metadata(config.model)
     check_task(task_name, config.model, metadata)
@@ -55,7 +56,8 @@ def evaluate(task_name: str, config: EvaluateConfig, options: Any = None) -> dic
     model.to(device)
     info = ModelInfo(config.model, dict(model.config.id2label), metadata)
     max_length = config.max_seq_length or metadata.get("max_seq_length", 128)
-    windows = task.encode(examples, tokenizer, max_length, config.stride)
+    stride = config.stride if config.stride is not None else metadata.get("stride", 32)
+    windows = task.encode(examples, tokenizer, max_length, stride)
     scores = evaluate_examples(
         task, model, info, examples, windows, tokenizer.pad_token_id, config.batch_size, device
     )

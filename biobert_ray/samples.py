@@ -19,6 +19,8 @@
   ``6B1_golden.json.gz`` (100 questions: 31 factoid, 11 list, with snippets) and BioBERT's SQuAD-format
   test file of the same batch ``BioASQ-test-factoid-6b-1.json.gz`` (121 question-context pairs, no
   answers); from ``BioMedBERT/biomedbert``, research use.
+- ``questions/demo.jsonl``: seven questions about articles of the MEDLINE sample (five factoid, one list,
+  one yes/no), written for the demo from the articles' titles.
 - ``chemprot/``: the first 300 lines of SciBERT's ChemProt ``train.txt`` and the first 100 of
   ``dev.txt`` (JSON lines, ``<< >>``/``[[ ]]`` argument marks), gzipped; for tests.
 """
@@ -67,3 +69,8 @@ def bioasq(name: str) -> str:
     if name not in files:
         raise ValueError(f"the bundled BioASQ files are {sorted(files)}, not {name!r}")
     return sample_path("bioasq", files[name])
+
+
+def demo_questions() -> str:
+    """Path of the demo's questions about the bundled MEDLINE sample (JSON lines)."""
+    return sample_path("questions", "demo.jsonl")

@@ -6,7 +6,9 @@ import json
 
 import polars as pl
 import pytest
-from conftest import SAMPLES, save_tiny_ner_model, save_tiny_re_model, submit_job
+from conftest import SAMPLES, save_tiny_ner_model, save_tiny_qa_model, save_tiny_re_model, submit_job
+
+from biobert_ray import cli
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -21,7 +23,7 @@ def test_ingest_job(ray_head, tmp_path):
     assert (out / "_run.json").exists()
 
 
-def test_jobs_finetune_evaluate_then_extract_entities_and_relations(
+def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_questions(
     ray_head, tiny_bert, medline_160, tmp_path
 ):
     ncbi = SAMPLES / "ncbi_disease"
@@ -68,3 +70,16 @@ def test_jobs_finetune_evaluate_then_extract_entities_and_relations(
     mentions = pl.read_parquet(entities / "*.parquet")
     assert set(mentions["model"]) == {str(model), genes, diseases}
     assert found.height > 0 and set(found["pmid"]) <= set(mentions["pmid"])
+    # questions over the same articles: the BM25 index, then annotate qa as a job
+    index, answers = str(tmp_path / "index"), tmp_path / "answers"
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"id": "q1", "question": "Which gene is mutated in cancer?"}\n')
+    assert cli.main(["index", "--articles", medline_160, "--index", index]) == 0
+    job = ["python", "jobs/annotate.py", "qa", "--articles", medline_160, "--model",
+           save_tiny_qa_model(tiny_bert, tmp_path / "qa"), "--questions", str(questions), "--index", index,
+           "--top-docs", "2", "--out", str(answers), "--cpus-per-actor", "0.5"]  # fmt: skip
+    logs = submit_job(ray_head, *job)
+    assert (
+        "annotate qa: 1 question batches (1 processed, 0 skipped, 0 failed), 1 questions, 1 answered" in logs
+    )
+    assert pl.read_parquet(answers / "questions-00000.parquet")["rank"].to_list() == [1, 2, 3, 4, 5]

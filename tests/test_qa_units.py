@@ -339,3 +339,17 @@ def test_spans_are_widened_to_whole_words():
     assert spans.whole_words(context, 13, 30) == (13, 30)  # already on word edges
     assert spans.whole_words(context, 38, 40) == (37, 40)  # "L-" -> "IL-": a word ends at punctuation
     assert spans.whole_words(context, 0, 3) == (0, 9)
+
+
+def test_a_word_keeps_its_best_start_within_a_window(tiny_bert):
+    """Two starts inside one word widen to the same span: the span keeps the better score."""
+    tokenizer = load_tokenizer(tiny_bert)
+    context = "Patients took naltrexone daily ."
+    windows, offsets = context_windows(tokenizer, "Which drug ?", context, 64, 8)
+    pieces = [i for i, (a, b) in enumerate(offsets) if 14 <= a < 24]  # the sub-tokens of "naltrexone"
+    assert len(pieces) >= 2 and len(windows) == 1
+    start, end = np.full(len(offsets), -10.0), np.full(len(offsets), -10.0)
+    start[pieces[0]], start[pieces[1]], end[pieces[-1]] = 5.0, 1.0, 5.0
+    start[0], end[0] = 3.0, 3.0  # "Patients", scoring 6
+    best = spans.best_spans(context, windows, [(start, end)], n_best=5, max_answer_length=10)
+    assert (best[0].text, best[0].score) == ("naltrexone", 10.0)

@@ -114,13 +114,16 @@ def squad_examples(document: dict, uri: str) -> list[QaExample]:
                         found = context[start : start + len(text)]
                         raise QaFormatError(uri, name, f"answer {text!r} is {found!r} at offset {start}")
                     answers.append((text, start))
+                kind = qa.get("type", "factoid")
+                if kind not in SPAN_TYPES:
+                    raise QaFormatError(uri, name, f"type {kind!r} is not a span question type {SPAN_TYPES}")
                 examples.append(
                     QaExample(
                         id=entry,
                         question_id=question_id(entry),
                         question=_field(qa, "question", str, uri, name),
                         context=context,
-                        kind=qa.get("type", "factoid"),
+                        kind=kind,
                         answers=tuple(answers),
                     )
                 )

@@ -149,10 +149,13 @@ def best_spans(
     found: dict[tuple[int, int], tuple[int, float]] = {}  # char span -> (context around it, score)
     for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
         n = len(window["offsets"])
+        here: dict[tuple[int, int], tuple[float, int]] = {}  # the window's best score for each span
         for score, first, last in window_spans(window, start_logits, end_logits, n_best, max_answer_length):
             key = whole_words(context, window["offsets"][first][0], window["offsets"][last][1])
-            margin = min(first, n - 1 - last)
-            if key not in found or margin > found[key][0]:
+            if key not in here or score > here[key][0]:
+                here[key] = (score, min(first, n - 1 - last))
+        for key, (score, margin) in here.items():  # across windows: the most context, then the score
+            if key not in found or (margin, score) > found[key]:
                 found[key] = (margin, score)
     ranked = sorted(((key, score) for key, (_, score) in found.items()), key=lambda item: -item[1])[:n_best]
     if not ranked:
