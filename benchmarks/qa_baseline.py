@@ -105,8 +105,8 @@ files' snippets as contexts), one baseline run for all three groups::
         --epochs 2 --learning-rate 5e-5 --batch-size 16 --warmup-ratio 0.1 --max-seq-length 256 \\
         --doc-stride 64 --threads 2 --out /tmp/bench_qa/qa-baseline.json
 
-Ours' ``evaluate`` takes ``--doc-stride`` as given (default 32), not from the model, so it is passed to
-every command (``--max-seq-length`` defaults to the model's).
+Ours' ``evaluate`` takes the model's ``--max-seq-length`` and ``--doc-stride`` unless given; they are
+passed anyway so that each command reads on its own.
 
 PubMedQA (reasoning-required, yes/no/maybe; 449 training, 500 test questions)::
 

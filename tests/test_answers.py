@@ -1,4 +1,5 @@
-"""`annotate qa`: questions answered over an articles table into the `answers` table, batch by batch."""
+"""`annotate qa`: questions answered over an articles table into the `answers` table, batch by batch
+(on s3:// and as a Ray job: tests/test_jobs.py)."""
 
 from __future__ import annotations
 
@@ -97,21 +98,3 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
     printed = run_notebook("answers.ipynb", tmp_path)
     assert f"5 questions, {spans.height} answers" in printed and "What else is missing?" in printed
     assert (tmp_path / "answer_scores.png").exists()
-
-
-def test_annotate_qa_reads_s3_articles_and_index_and_writes_to_s3(
-    tiny_bert, medline_160, s3_bucket, tmp_path
-):
-    articles, out = f"{s3_bucket}/articles", f"{s3_bucket}/answers"
-    fs, path = storage.filesystem(articles)
-    fs.put(medline_160.rstrip("/") + "/", path, recursive=True)
-    assert cli.main(["index", "--articles", articles]) == 0
-    questions = write_questions(tmp_path / "q.jsonl", [{"id": "q1", "question": "Which gene causes cancer?"}])
-    model = save_tiny_qa_model(tiny_bert, tmp_path / "qa")
-    argv = ["annotate", "qa", "--articles", articles, "--model", model, "--questions", questions,
-            "--out", out, "--top-docs", "2", "--cpus-per-actor", "0.5"]  # fmt: skip
-    assert cli.main(argv) == 0
-    with storage.open_parquet(storage.join(out, "questions-00000.parquet")) as parquet:
-        answers = pl.from_arrow(parquet.read())
-    assert answers.height == 5 and answers["question_id"].unique().to_list() == ["q1"]
-    assert storage.exists(storage.join(out, "_done", "questions-00000.json"))

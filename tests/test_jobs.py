@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from conftest import SAMPLES, save_tiny_ner_model, save_tiny_qa_model, save_tiny_re_model, submit_job
 
-from biobert_ray import cli
+from biobert_ray import cli, storage
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -23,8 +23,8 @@ def test_ingest_job(ray_head, tmp_path):
     assert (out / "_run.json").exists()
 
 
-def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_questions(
-    ray_head, tiny_bert, medline_160, tmp_path
+def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_questions_on_s3(
+    ray_head, tiny_bert, medline_160, s3_bucket, tmp_path
 ):
     ncbi = SAMPLES / "ncbi_disease"
     model, scores, entities = tmp_path / "model", tmp_path / "scores.json", tmp_path / "entities"
@@ -70,16 +70,18 @@ def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_quest
     mentions = pl.read_parquet(entities / "*.parquet")
     assert set(mentions["model"]) == {str(model), genes, diseases}
     assert found.height > 0 and set(found["pmid"]) <= set(mentions["pmid"])
-    # questions over the same articles: the BM25 index, then annotate qa as a job
-    index, answers = str(tmp_path / "index"), tmp_path / "answers"
+    # questions over the same articles on s3: the BM25 index beside them, then annotate qa as a job
+    articles, answers = f"{s3_bucket}/articles", f"{s3_bucket}/answers"
+    fs, path = storage.filesystem(articles)
+    fs.put(medline_160.rstrip("/") + "/", path, recursive=True)
+    assert cli.main(["index", "--articles", articles]) == 0
     questions = tmp_path / "questions.jsonl"
     questions.write_text('{"id": "q1", "question": "Which gene is mutated in cancer?"}\n')
-    assert cli.main(["index", "--articles", medline_160, "--index", index]) == 0
-    job = ["python", "jobs/annotate.py", "qa", "--articles", medline_160, "--model",
-           save_tiny_qa_model(tiny_bert, tmp_path / "qa"), "--questions", str(questions), "--index", index,
-           "--top-docs", "2", "--out", str(answers), "--cpus-per-actor", "0.5"]  # fmt: skip
+    job = ["python", "jobs/annotate.py", "qa", "--articles", articles, "--model",
+           save_tiny_qa_model(tiny_bert, tmp_path / "qa"), "--questions", str(questions), "--top-docs", "2",
+           "--out", answers, "--cpus-per-actor", "0.5"]  # fmt: skip
     logs = submit_job(ray_head, *job)
-    assert (
-        "annotate qa: 1 question batches (1 processed, 0 skipped, 0 failed), 1 questions, 1 answered" in logs
-    )
-    assert pl.read_parquet(answers / "questions-00000.parquet")["rank"].to_list() == [1, 2, 3, 4, 5]
+    assert "1 question batches (1 processed, 0 skipped, 0 failed), 1 questions, 1 answered" in logs
+    with storage.open_parquet(storage.join(answers, "questions-00000.parquet")) as parquet:
+        assert parquet.read().column("rank").to_pylist() == [1, 2, 3, 4, 5]
+    assert storage.exists(storage.join(answers, "_done", "questions-00000.json"))

@@ -1,5 +1,5 @@
-"""The BM25 retrieval index of an articles table: built once (local or s3://), questions retrieve their
-abstract, an index the table has outgrown is refused."""
+"""The BM25 retrieval index of an articles table: built once, questions retrieve their abstract, an index
+the table has outgrown is refused (an index on s3:// is built and read in tests/test_jobs.py)."""
 
 from __future__ import annotations
 
@@ -44,16 +44,3 @@ def test_a_question_about_an_abstract_retrieves_it_and_a_stale_index_is_refused(
         retrieval.open_index(location, articles)
     with pytest.raises(FileNotFoundError, match="no complete retrieval index"):
         retrieval.open_index(str(tmp_path / "nowhere"), articles)
-
-
-def test_an_index_on_s3_is_built_beside_the_table_and_searched_from_a_local_copy(sample_articles, s3_bucket):
-    articles = f"{s3_bucket}/articles"
-    fs, path = storage.filesystem(articles)
-    fs.put(sample_articles.rstrip("/") + "/", path, recursive=True)
-    manifest = retrieval.build_index(articles, log=lambda *_: None)
-    assert manifest["documents"] == 609
-    location = retrieval.default_location(articles)
-    assert storage.exists(storage.join(location, "index.json"))
-    article = known_article(sample_articles)
-    hits = retrieval.open_index(location, articles).search(article["title"], 1)
-    assert hits[0].pmid == article["pmid"]
