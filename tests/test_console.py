@@ -12,7 +12,13 @@ import sys
 
 import pytest
 import ray
+import torch
 from conftest import REPO, SAMPLES
+from transformers import AutoModelForTokenClassification
+
+from biobert_ray import finetune
+from biobert_ray.config import FinetuneConfig
+from biobert_ray.tasks.ner import NerOptions
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(300)]
 RAY_NOISE = (
@@ -41,14 +47,28 @@ def run(*args: str) -> list[str]:
     return (done.stdout + done.stderr).splitlines()
 
 
-def test_finetune_prints_its_progress_once_and_none_of_rays_lines(tiny_bert, tmp_path):
+def test_finetune_prints_its_progress_once_and_none_of_rays_lines_and_the_same_seed_gives_the_same_model(
+    tiny_bert, tmp_path
+):
+    """Two workers, same data and seed, two runs (this command, then the same settings in-process):
+    identical weights, whatever order Ray's tasks finish in (600 examples: two encode tasks)."""
     ncbi = SAMPLES / "ncbi_disease"
+    settings = {"train": str(ncbi / "train.tsv.gz"), "dev": str(ncbi / "devel.tsv.gz"), "epochs": 2,
+                "max_train_samples": 600, "max_eval_samples": 40, "max_seq_length": 32, "batch_size": 32,
+                "num_workers": 2, "seed": 7}  # fmt: skip
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    # no CPU flag: sized to fit, not a hang
     lines = run(
-        "finetune", "ner", "--train", str(ncbi / "train.tsv.gz"), "--dev", str(ncbi / "devel.tsv.gz"),
-        "--entity-type", "Disease", "--base-model", tiny_bert, "--out", str(tmp_path / "model"),
-        "--epochs", "2", "--max-train-samples", "200", "--max-eval-samples", "40", "--max-seq-length", "32",
-        "--batch-size", "16", "--num-workers", "2",  # and no CPU flag: sized to fit, not a hang
-    )  # fmt: skip
+        "finetune",
+        "ner",
+        *flags,
+        "--entity-type",
+        "Disease",
+        "--base-model",
+        tiny_bert,
+        "--out",
+        str(tmp_path / "a"),
+    )
     noise = [line for line in lines if any(word in line for word in RAY_NOISE)]
     assert not noise, noise
     assert len(lines) == len(set(lines)), "every line is printed once"
@@ -56,6 +76,13 @@ def test_finetune_prints_its_progress_once_and_none_of_rays_lines(tiny_bert, tmp
     assert [line.split(" epoch ")[1] for line in evaluations] == ["0", "1"], lines  # one per epoch
     assert any(line.startswith("best epoch") for line in lines) and len(lines) < 20, lines
     assert "2 training worker(s) x 0.75 CPUs" in lines[0], lines
+
+    config = FinetuneConfig(**settings, base_model=tiny_bert, out=str(tmp_path / "b"))
+    finetune.finetune("ner", config, NerOptions(entity_type="Disease"), log=lambda *_: None)
+    weights = [AutoModelForTokenClassification.from_pretrained(tmp_path / run).state_dict() for run in "ab"]
+    assert weights[0].keys() == weights[1].keys()
+    different = [name for name in weights[0] if not torch.equal(weights[0][name], weights[1][name])]
+    assert not different, different
 
 
 def test_ingest_prints_a_summary_and_nothing_of_ray_data(tmp_path):
