@@ -43,12 +43,13 @@ and hyper-parameters. The model is trained once and scored on every ``--test`` f
 - a question's answers, as our task documents them (BioBERT's rule): over all the question's
   examples, spans merged by ``metrics.normalize(text)``, an answer keeping its highest probability,
   ranked by probability (ties by text);
-- scoring: our metric functions. Factoid: ``metrics.factoid_scores`` (strict and lenient accuracy,
-  MRR over the top five). List: the answers with probability >= ``--list-threshold`` (0.5; always at
-  least the first), ``metrics.list_scores`` (mean precision, recall, F1), and the F1 of each threshold
-  0.05, 0.10, ..., 0.95 and the best one, as ours reports them. Gold entities per question: the
-  example's ``gold`` (golden file), else its examples' answers (a list question: one entity per
-  distinct answer text; a factoid: one entity with all of them as synonyms).
+- scoring: our scoring function ``biobert_ray.tasks.qa.task.question_scores`` (the one ``evaluate
+  qa`` uses), from each question's ranked answers. Factoid: ``metrics.factoid_scores`` (strict and
+  lenient accuracy, MRR over the top five). List: the answers with probability >= ``--list-threshold``
+  (0.5; always at least the first), ``metrics.list_scores`` (mean precision, recall, F1), and the F1 of
+  each threshold 0.05, 0.10, ..., 0.95 and the best one. Gold entities per question: the example's
+  ``gold`` (golden file), else its examples' answers (a list question: one entity per distinct answer
+  text; a factoid: one entity with all of them as synonyms).
 
 ``--task yesno`` (PubMedQA yes/no/maybe, BioASQ yes/no), the recipe of run_glue.py:
 
@@ -161,6 +162,7 @@ from biobert_ray import models
 from biobert_ray.samples import sample_path
 from biobert_ray.tasks.qa import metrics
 from biobert_ray.tasks.qa.formats import QaExample, read_examples, type_counts
+from biobert_ray.tasks.qa.task import DEFAULT_LIST_THRESHOLD, question_scores
 from biobert_ray.tasks.qa.yesno_files import YesNoExample, read_yesno
 
 #: The options saved with the results.
@@ -168,10 +170,6 @@ SETTINGS = (
     "task", "train", "max_train_samples", "max_test_samples", "epochs", "learning_rate", "batch_size",
     "warmup_ratio", "max_seq_length", "doc_stride", "max_answer_length", "n_best", "list_threshold", "seed",
 )  # fmt: skip
-#: List thresholds whose F1 is reported (ours: ``THRESHOLD_GRID`` of biobert_ray/tasks/qa/task.py).
-THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
-#: Our task's default list threshold, the tie-break of the best threshold.
-DEFAULT_LIST_THRESHOLD = 0.5
 #: Ours cuts questions to this many sub-tokens (``--max-query-length``); run_qa does not.
 OUR_MAX_QUERY_LENGTH = 64
 
@@ -345,65 +343,6 @@ def rank_answers(
     return {qid: sorted(found.values(), key=lambda a: (-a[1], a[0])) for qid, found in best.items()}
 
 
-def gold_entities(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
-    """A question's gold entities: from its file or golden file, else from its examples' answers (one
-    entity per distinct answer of a list question, all of them synonyms for a factoid one)."""
-    if group[0].gold is not None:
-        return group[0].gold
-    texts = list(dict.fromkeys(text for e in group for text, _ in e.answers))
-    if not texts:
-        raise ValueError(
-            f"question {group[0].question_id} has no gold answer: give its golden file (TEST::GOLD)"
-        )
-    return tuple((t,) for t in texts) if group[0].kind == "list" else (tuple(texts),)
-
-
-def list_size(scores: Sequence[float], threshold: float) -> int:
-    """How many of a list question's ranked answers it keeps: those at or above ``threshold``, at
-    least the first."""
-    return min(len(scores), max(1, sum(score >= threshold for score in scores)))
-
-
-def qa_scores(
-    examples: Sequence[QaExample], ranked: dict[str, list[tuple[str, float]]], threshold: float
-) -> dict[str, Any]:
-    """Factoid and list scores of the questions of ``examples``; primary: factoid MRR, else list F1."""
-    groups: dict[str, list[QaExample]] = defaultdict(list)
-    for example in examples:
-        groups[example.question_id].append(example)
-    gold = {
-        kind: {qid: gold_entities(g) for qid, g in groups.items() if g[0].kind == kind}
-        for kind in ("factoid", "list")
-    }
-    scores: dict[str, Any] = {}
-    if gold["factoid"]:
-        texts = {qid: [text for text, _ in answers] for qid, answers in ranked.items()}
-        scores["factoid"] = metrics.factoid_scores(texts, gold["factoid"])
-    if gold["list"]:
-
-        def kept(t: float) -> dict[str, list[str]]:
-            return {
-                qid: [text for text, _ in answers[: list_size([p for _, p in answers], t)]]
-                for qid, answers in ranked.items()
-            }
-
-        search = {t: metrics.list_scores(kept(t), gold["list"])["f1"] for t in THRESHOLD_GRID}
-        best = max(search, key=lambda t: (search[t], -abs(t - DEFAULT_LIST_THRESHOLD)))
-        scores["list"] = {
-            **metrics.list_scores(kept(threshold), gold["list"]),
-            "threshold": threshold,
-            "best_threshold": best,
-            "f1_by_threshold": search,
-        }
-    if "factoid" in scores:
-        scores["primary"] = {"name": "factoid mrr", "value": scores["factoid"]["mrr"]}
-    elif "list" in scores:
-        scores["primary"] = {"name": "list f1", "value": scores["list"]["f1"]}
-    else:
-        raise ValueError("no factoid or list questions to score")
-    return scores
-
-
 def qa_report(scores: dict[str, Any]) -> str:
     """Factoid accuracy and MRR, list precision, recall and F1 at the threshold and the best one."""
     lines = []
@@ -490,7 +429,7 @@ def run_qa(args: argparse.Namespace, base: str) -> dict[str, Any]:
             spans = example_spans(
                 examples, owners, offsets, start_logits, end_logits, args.n_best, args.max_answer_length
             )
-            scores = qa_scores(examples, rank_answers(examples, spans), args.list_threshold)
+            scores = question_scores(examples, rank_answers(examples, spans), args.list_threshold)
             kinds = type_counts(examples)
             files.append(
                 {

@@ -132,11 +132,6 @@ def list_size(scores: Sequence[float], threshold: float) -> int:
     return min(len(scores), max(1, sum(score >= threshold for score in scores)))
 
 
-def list_answers(ranked: Sequence[Answer], threshold: float) -> list[Answer]:
-    """The answers of a list question (:func:`list_size`)."""
-    return list(ranked[: list_size([a.score for a in ranked], threshold)])
-
-
 def evidence(sentences: Sequence[tuple[int, int]], start: int, end: int, length: int) -> tuple[int, int]:
     """The character span of the sentences that hold ``[start, end)`` (the sentence of its first
     character to that of its last; the whole text of ``length`` when no sentence does)."""
@@ -145,7 +140,7 @@ def evidence(sentences: Sequence[tuple[int, int]], start: int, end: int, length:
     return first, max(last, end)
 
 
-def _gold(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
+def gold_entities(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
     """A question's gold entities: from its file or golden file, else from its examples' answers."""
     if group[0].gold is not None:
         return group[0].gold
@@ -155,6 +150,48 @@ def _gold(group: Sequence[QaExample]) -> tuple[tuple[str, ...], ...]:
             f"question {group[0].question_id} has no gold answer: score a file with answers, or pass --gold"
         )
     return tuple((t,) for t in texts) if group[0].kind == "list" else (tuple(texts),)
+
+
+def question_scores(
+    examples: Sequence[QaExample], ranked: dict[str, list[tuple[str, float]]], threshold: float
+) -> dict[str, Any]:
+    """Factoid and list scores of the questions of ``examples`` from each question's ranked ``(answer,
+    score)`` list (module docstring): the list scores at ``threshold`` and at every threshold of
+    :data:`THRESHOLD_GRID` with the best one; primary: the factoid MRR, else the list F1."""
+    groups: dict[str, list[QaExample]] = defaultdict(list)
+    for example in examples:
+        groups[example.question_id].append(example)
+    gold = {
+        kind: {qid: gold_entities(g) for qid, g in groups.items() if g[0].kind == kind}
+        for kind in ("factoid", "list")
+    }
+    scores: dict[str, Any] = {}
+    if gold["factoid"]:
+        texts = {qid: [text for text, _ in answers] for qid, answers in ranked.items()}
+        scores["factoid"] = metrics.factoid_scores(texts, gold["factoid"])
+    if gold["list"]:
+
+        def kept(t: float) -> dict[str, list[str]]:
+            return {
+                qid: [text for text, _ in answers[: list_size([score for _, score in answers], t)]]
+                for qid, answers in ranked.items()
+            }
+
+        search = {t: metrics.list_scores(kept(t), gold["list"])["f1"] for t in THRESHOLD_GRID}
+        best = max(search, key=lambda t: (search[t], -abs(t - DEFAULT_LIST_THRESHOLD)))
+        scores["list"] = {
+            **metrics.list_scores(kept(threshold), gold["list"]),
+            "threshold": threshold,
+            "best_threshold": best,
+            "f1_by_threshold": search,
+        }
+    if "factoid" in scores:
+        scores["primary"] = {"name": "factoid mrr", "value": scores["factoid"]["mrr"]}
+    elif "list" in scores:
+        scores["primary"] = {"name": "list f1", "value": scores["list"]["f1"]}
+    else:
+        raise ValueError("no factoid or list questions to score")
+    return scores
 
 
 class QaTask:
@@ -303,40 +340,13 @@ class QaTask:
         ]
 
     def score(self, examples: Sequence[QaExample], predictions: Sequence[ContextAnswers]) -> dict[str, Any]:
-        """Factoid and list scores of the questions of ``examples`` (module docstring)."""
-        groups: dict[str, list[QaExample]] = defaultdict(list)
-        for example in examples:
-            groups[example.question_id].append(example)
-        ranked = rank_answers(examples, predictions)
-        threshold = predictions[0].list_threshold if predictions else DEFAULT_LIST_THRESHOLD
-        gold = {
-            kind: {qid: _gold(g) for qid, g in groups.items() if g[0].kind == kind}
-            for kind in ("factoid", "list")
+        """Factoid and list scores of the questions of ``examples`` (:func:`question_scores`)."""
+        ranked = {
+            qid: [(a.text, a.score) for a in answers]
+            for qid, answers in rank_answers(examples, predictions).items()
         }
-        texts = {qid: [a.text for a in answers] for qid, answers in ranked.items()}
-        scores: dict[str, Any] = {}
-        if gold["factoid"]:
-            scores["factoid"] = metrics.factoid_scores(texts, gold["factoid"])
-        if gold["list"]:
-
-            def kept(t: float) -> dict[str, list[str]]:
-                return {qid: [a.text for a in list_answers(answers, t)] for qid, answers in ranked.items()}
-
-            search = {t: metrics.list_scores(kept(t), gold["list"])["f1"] for t in THRESHOLD_GRID}
-            best = max(search, key=lambda t: (search[t], -abs(t - DEFAULT_LIST_THRESHOLD)))
-            scores["list"] = {
-                **metrics.list_scores(kept(threshold), gold["list"]),
-                "threshold": threshold,
-                "best_threshold": best,
-                "f1_by_threshold": search,
-            }
-        if "factoid" in scores:
-            scores["primary"] = {"name": "factoid mrr", "value": scores["factoid"]["mrr"]}
-        elif "list" in scores:
-            scores["primary"] = {"name": "list f1", "value": scores["list"]["f1"]}
-        else:
-            raise ValueError("no factoid or list questions to score")
-        return scores
+        threshold = predictions[0].list_threshold if predictions else DEFAULT_LIST_THRESHOLD
+        return question_scores(examples, ranked, threshold)
 
     def report(self, scores: dict[str, Any]) -> str:
         """Factoid accuracy and MRR, and list precision, recall and F1 at the threshold used."""
