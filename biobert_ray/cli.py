@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-sentences", type=int, default=2000, help="BC5CDR NER training sentences to use")
     p.add_argument("--train-pairs", type=int, default=2250, help="BC5CDR-CID training candidate pairs to use")
     p.add_argument(
-        "--train-questions", type=int, default=2139, help="BioASQ question-snippet training entries to use"
+        "--train-questions", type=int, default=800, help="BioASQ question-snippet training entries to use"
     )
     p.set_defaults(func=demo_command)
     return parser

@@ -53,7 +53,7 @@ def _step(number: int, text: str) -> None:
 
 
 def run(
-    out: str, train_sentences: int = 2000, train_pairs: int = 2250, train_questions: int = 2139
+    out: str, train_sentences: int = 2000, train_pairs: int = 2250, train_questions: int = 800
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns the test scores of the three models and the table counts."""
     from biobert_ray.cli import print_annotate_summary, print_answers_summary, print_ingest_summary
@@ -114,21 +114,21 @@ def run(
     qa = tasks.make_task("qa", QaOptions())
     training = cfg.FinetuneConfig(
         train=samples.bioasq("train"), out=qa_model, max_train_samples=train_questions, epochs=1,
-        batch_size=16, learning_rate=1e-4, max_seq_length=256, stride=64, num_workers=1,
+        batch_size=16, learning_rate=1e-4, max_seq_length=128, stride=32, num_workers=1,
         run_name=f"demo-qa-{runs.new_run_id()}",
     )  # fmt: skip
     finetune.finetune("qa", training, qa.options, log=print)
 
     _step(10, "evaluate QA on BioASQ 6b batch 1 (factoid: strict and lenient accuracy, MRR)")
     qa = tasks.make_task("qa", QaOptions(gold=samples.bioasq("golden-6b1")))
-    test = cfg.EvaluateConfig(model=qa_model, data=samples.bioasq("test-6b1"), stride=64)
+    test = cfg.EvaluateConfig(model=qa_model, data=samples.bioasq("test-6b1"))
     qa_scores = evaluation.evaluate("qa", test, qa.options)
     print(qa.report(qa_scores))
 
     _step(11, f"index the sample (BM25) and answer the bundled questions over it -> {answers}")
     retrieval.build_index(articles, log=lambda *_: None)
-    options = QaOptions(questions=samples.demo_questions(), top_docs=10)
-    config = cfg.AnnotateConfig(articles=articles, model=(qa_model,), out=answers, stride=64, overwrite=True)
+    options = QaOptions(questions=samples.demo_questions(), top_docs=3)
+    config = cfg.AnnotateConfig(articles=articles, model=(qa_model,), out=answers, overwrite=True)
     print_answers_summary(annotate.run("qa", config, options))
 
     _step(12, "query: each question's best answers, with their evidence")
