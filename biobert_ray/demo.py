@@ -133,7 +133,7 @@ def run(
 
     _step(12, "query: each question's best answers, with their evidence")
     best = query.answers_of(answers).filter(pl.col("rank").fill_null(1) <= 2).collect()
-    with pl.Config(**tables, fmt_str_lengths=90, tbl_width_chars=180, tbl_rows=20):
+    with pl.Config(**{**tables, "tbl_rows": 20}, fmt_str_lengths=90, tbl_width_chars=180):
         print(best.select("question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "note"))
     summary = {
         "ner_test_f1": ner_scores["overall"]["f1"],

@@ -21,7 +21,9 @@ The flow of data, with the methods that shape it:
   group of the ``articles`` table (with the rows of the ``side_tables`` for the same articles, e.g.
   ``entities`` for relation extraction) into units that keep their provenance; ``encode``,
   ``collate``, ``select`` and ``decode`` as above, with no labels; ``rows`` turns the predictions
-  into rows of the task's ``table`` (``schema``), sorted by ``sort_keys``.
+  into rows of the task's ``table`` (``schema``), sorted by ``sort_keys``. Question answering runs the
+  same chain per question batch (``answers_questions = True``, :mod:`biobert_ray.answers`): its side
+  rows are each batch's work list, its rows the spans of each section, merged per question afterwards.
 
 Windows are plain dicts (``input_ids`` and the task's bookkeeping) and units and predictions plain
 picklable objects: the shared code moves them between Ray processes and never looks inside, except
