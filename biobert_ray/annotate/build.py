@@ -16,10 +16,11 @@ from typing import Any
 
 import ray
 
-from biobert_ray import models
+from biobert_ray import models, resources
 from biobert_ray.annotate import stages
 from biobert_ray.annotate.plan import batch_size
 from biobert_ray.config import AnnotateConfig
+from biobert_ray.runtime import connect
 from biobert_ray.tasks.base import Task
 
 #: Extra attempts of a task (and of an actor call, on a restarted actor) after its process died.
@@ -41,6 +42,16 @@ def tokenizer_groups(
         groups.setdefault(key, {"tokenizer_ref": ref, "max_length": max_length})
         membership[ref] = key
     return groups, membership
+
+
+def start(config: AnnotateConfig, log) -> float:
+    """Connect to Ray (``config.address``) and size the model actors: the CPUs each reserves, keeping
+    :data:`STAGE_CPUS` for each of the two CPU stages (:func:`biobert_ray.resources.cpus_per_unit`)."""
+    connect(config.address)
+    return resources.cpus_per_unit(
+        config.cpus_per_actor, config.num_actors, 2 * STAGE_CPUS, "--cpus-per-actor", "model actor",
+        use_gpu=config.use_gpu, log=log,
+    )  # fmt: skip
 
 
 def build(

@@ -29,12 +29,11 @@ from typing import Any
 import pyarrow as pa
 
 from biobert_ray import models, resources, runs, schemas, storage
-from biobert_ray.annotate.build import STAGE_CPUS, build
+from biobert_ray.annotate.build import build, start
 from biobert_ray.annotate.plan import plan
 from biobert_ray.config import AnnotateConfig, to_dict
 from biobert_ray.console import Progress
 from biobert_ray.lease import Lease
-from biobert_ray.runtime import connect
 from biobert_ray.tasks import make_task
 from biobert_ray.tasks.base import Task
 
@@ -214,11 +213,7 @@ def _annotate(
             finished.append(_finish(config, task, state, run_id))
     if not work:
         return
-    connect(config.address)
-    cpus = resources.cpus_per_unit(
-        config.cpus_per_actor, config.num_actors, 2 * STAGE_CPUS, "--cpus-per-actor", "model actor",
-        use_gpu=config.use_gpu, log=log,
-    )  # fmt: skip
+    cpus = start(config, log)
     reused = sum(len(s.shard["reused"]) for s in states.values())
     if reused:
         log(f"reusing {reused} row group(s) finished by an earlier run with the same identity")

@@ -24,14 +24,13 @@ from typing import Any
 import pyarrow as pa
 
 from biobert_ray import models, resources, runs, schemas, storage
-from biobert_ray.annotate.build import STAGE_CPUS, build
+from biobert_ray.annotate.build import build, start
 from biobert_ray.annotate.driver import check_models
 from biobert_ray.annotate.plan import model_identity, part_uri
 from biobert_ray.answers import merge, plan
 from biobert_ray.config import AnnotateConfig, to_dict
 from biobert_ray.console import Progress
 from biobert_ray.lease import Lease
-from biobert_ray.runtime import connect
 from biobert_ray.tasks.base import ModelInfo
 from biobert_ray.tasks.qa.questions import Question, read_questions
 from biobert_ray.tasks.qa.task import QaTask
@@ -187,11 +186,7 @@ def _answer(
             finished.append(_finish(task, config, batch, run_id))
     if not work:
         return
-    connect(config.address)
-    cpus = resources.cpus_per_unit(
-        config.cpus_per_actor, config.num_actors, 2 * STAGE_CPUS, "--cpus-per-actor", "model actor",
-        use_gpu=config.use_gpu, log=log,
-    )  # fmt: skip
+    cpus = start(config, log)
     digests = {item["shard"]: by_shard[item["shard"]].digest for item in work}
     progress = Progress("annotate qa", len(work), "row groups", log)
     failed = 0
