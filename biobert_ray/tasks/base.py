@@ -176,6 +176,13 @@ def score_table(heading: str, rows: Sequence[tuple[str, dict[str, Any]]]) -> lis
     return lines
 
 
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Probabilities of ``logits`` along ``axis`` (float64, shifted by the maximum for stability)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(shifted - shifted.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
 def pad(windows: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:
     """The ``key`` lists of ``windows`` as one ``long`` tensor, right-padded with ``value``."""
     width = max(len(w[key]) for w in windows)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biobert_ray.tasks.base import attention_mask, pad, plan_windows
+from biobert_ray.tasks.base import attention_mask, pad, plan_windows, softmax
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,7 @@ def best_spans(
     ranked = sorted(((key, score) for key, (_, score) in found.items()), key=lambda item: -item[1])[:n_best]
     if not ranked:
         return []
-    scores = np.array([score for _, score in ranked], dtype=np.float64)
-    probabilities = np.exp(scores - scores.max())
-    probabilities /= probabilities.sum()
+    probabilities = softmax(np.array([score for _, score in ranked]))
     return [
         Span(context[a:b], a, b, float(score), float(p))
         for ((a, b), score), p in zip(ranked, probabilities, strict=True)

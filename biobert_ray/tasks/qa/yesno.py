@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from biobert_ray.config import option
-from biobert_ray.tasks.base import ModelInfo, score_table
+from biobert_ray.tasks.base import ModelInfo, score_table, softmax
 from biobert_ray.tasks.qa import metrics, spans
 from biobert_ray.tasks.qa.yesno_files import YesNoExample, read_yesno
 
@@ -110,9 +110,7 @@ class YesNoTask:
         """The class of the highest mean softmax probability over each question's windows."""
         predictions = []
         for logits in selected:
-            stacked = np.asarray(logits, dtype=np.float64)
-            probabilities = np.exp(stacked - stacked.max(axis=1, keepdims=True))
-            mean = (probabilities / probabilities.sum(axis=1, keepdims=True)).mean(axis=0)
+            mean = softmax(np.stack(logits)).mean(axis=0)
             best = int(mean.argmax())
             predictions.append(YesNoPrediction(model.id2label[best], float(mean[best])))
         return predictions

@@ -44,7 +44,7 @@ from transformers import AutoModelForSequenceClassification
 
 from biobert_ray import schemas, text
 from biobert_ray.config import option
-from biobert_ray.tasks.base import ModelInfo, Units, attention_mask, pad
+from biobert_ray.tasks.base import ModelInfo, Units, attention_mask, pad, softmax
 from biobert_ray.tasks.relation import candidates, marking, metrics
 from biobert_ray.tasks.relation.formats import FORMATS, MARKING, ReadOptions, RelationExample, read_relations
 
@@ -140,11 +140,6 @@ def _mismatch(row: dict[str, Any], bodies: dict[tuple[int, str], str]) -> str | 
     if body[start:end] != row["text"]:
         return f"text {row['text']!r} does not match the article's {body[start:end]!r} at {start}-{end}"
     return None
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum()
 
 
 class RelationTask:
@@ -365,7 +360,7 @@ class RelationTask:
             negative = negative_label(sorted(model.id2label.values()), self.options.negative_label)
         predictions = []
         for (logits,) in selected:
-            probs = _softmax(np.asarray(logits, dtype=np.float64))
+            probs = softmax(logits)
             best = int(probs.argmax())
             predictions.append(Prediction(model.id2label[best], float(probs[best]), negative))
         return predictions
