@@ -155,6 +155,13 @@ def remove(uri: str) -> None:
         fs.rm(path)
 
 
+def remove_tree(uri: str) -> None:
+    """Delete the directory ``uri`` and everything below it, if it exists."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def open_input(uri: str) -> BinaryIO:
     """Open ``uri`` for binary reading, transparently decompressing ``.gz``/``.bz2``/``.xz``."""
     return fsspec.open(uri, "rb", compression="infer", **storage_options(uri)).open()

@@ -112,15 +112,9 @@ def _finish(config: AnnotateConfig, task: Task, state: ShardState, run_id: str) 
         config.out, shard["shard"], shard["identity"], outputs, capped=shard["capped"],
         rows=merged.num_rows, run_id=run_id, **summary,
     )  # fmt: skip
-    _remove_dir(storage.join(config.out, "_parts", shard["shard"]))
+    storage.remove_tree(storage.join(config.out, "_parts", shard["shard"]))
     storage.remove(storage.join(config.out, "_errors", f"{shard['shard']}.parquet"))
     return {"name": shard["shard"], **summary, "rows": merged.num_rows, "status": "ok"}
-
-
-def _remove_dir(uri: str) -> None:
-    fs, path = storage.filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
 
 
 def _record_failures(config: AnnotateConfig, state: ShardState, run_id: str) -> dict[str, Any]:

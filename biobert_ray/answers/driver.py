@@ -133,15 +133,9 @@ def _finish(task: QaTask, config: AnnotateConfig, batch: Batch, run_id: str) -> 
         config.out, batch.name, batch.identity, [target], rows=len(rows), run_id=run_id, **summary
     )
     for folder in ("_parts", "_work"):
-        _remove_dir(storage.join(config.out, folder, batch.name))
+        storage.remove_tree(storage.join(config.out, folder, batch.name))
     storage.remove(storage.join(config.out, "_errors", f"{batch.name}.parquet"))
     return {"name": batch.name, **summary, "rows": len(rows), "status": "ok"}
-
-
-def _remove_dir(uri: str) -> None:
-    fs, path = storage.filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
 
 
 def _record_failures(config: AnnotateConfig, batch: Batch, run_id: str) -> dict[str, Any]:
