@@ -296,7 +296,7 @@ def demo_command(args: argparse.Namespace) -> int:
     """``biobert-ray demo``: entities, relations, then answers, on the bundled data (:mod:`.demo`)."""
     from biobert_ray import demo
 
-    demo.run(args.out_dir, args.train_sentences, args.train_pairs, args.train_questions)
+    demo.run(args.out_dir, args.train_sentences, args.train_pairs, args.train_questions, args.train_yesno)
     return 0
 
 
@@ -409,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-questions", type=int, default=800, help="BioASQ question-snippet training entries to use"
     )
+    p.add_argument("--train-yesno", type=int, default=200, help="PubMedQA training questions to use")
     p.set_defaults(func=demo_command)
     return parser
 

@@ -15,11 +15,15 @@ Entities, then relations, then answers, over the bundled MEDLINE sample:
 9. fine-tune a question answering (span) model on the BioASQ training set built from the 4b and 5b
    golden files;
 10. evaluate it on BioASQ 6b batch 1 (factoid questions of BioBERT's test file, with the batch's gold);
-11. index the sample (BM25) and answer the bundled questions over it into an ``answers`` table;
-12. print each question's best answers with their evidence.
+11. fine-tune a yes/no/maybe model on PubMedQA training questions;
+12. evaluate it on the PubMedQA test set (accuracy, macro-F1);
+13. index the sample (BM25) and answer the bundled questions over it into an ``answers`` table (the
+    span model for factoid and list questions, the yes/no model for yes/no ones);
+14. print each question's best answers with their evidence.
 
-The training sets are slices (``train_sentences``, ``train_pairs``, ``train_questions``) so that the
-demo stays within about 12 minutes on 2 cores; the scores are those of small, quickly trained models.
+The training sets are slices (``train_sentences``, ``train_pairs``, ``train_questions``,
+``train_yesno``) so that the demo stays within about 12 minutes on 2 cores; the scores are those of
+small, quickly trained models.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ from biobert_ray import (
 from biobert_ray import config as cfg
 from biobert_ray.tasks.ner import NerOptions
 from biobert_ray.tasks.qa.task import QaOptions
+from biobert_ray.tasks.qa.yesno import YesNoOptions
 from biobert_ray.tasks.relation.task import RelationOptions
 
-STEPS = 12
+STEPS = 14
 
 
 def _step(number: int, text: str) -> None:
@@ -53,13 +58,18 @@ def _step(number: int, text: str) -> None:
 
 
 def run(
-    out: str, train_sentences: int = 2000, train_pairs: int = 2250, train_questions: int = 800
+    out: str,
+    train_sentences: int = 2000,
+    train_pairs: int = 2250,
+    train_questions: int = 800,
+    train_yesno: int = 200,
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns the test scores of the three models and the table counts."""
     from biobert_ray.cli import print_annotate_summary, print_answers_summary, print_ingest_summary
 
-    names = ("articles", "entities", "relations", "answers", "ner-chem-disease", "re-cid", "qa-bioasq")
-    articles, entities, relations, answers, ner_model, re_model, qa_model = (
+    names = ("articles", "entities", "relations", "answers", "ner-chem-disease", "re-cid", "qa-bioasq",
+             "yesno-pubmedqa")  # fmt: skip
+    articles, entities, relations, answers, ner_model, re_model, qa_model, yesno_model = (
         storage.join(out, name) for name in names
     )
 
@@ -125,27 +135,53 @@ def run(
     qa_scores = evaluation.evaluate("qa", test, qa.options)
     print(qa.report(qa_scores))
 
-    _step(11, f"index the sample (BM25) and answer the bundled questions over it -> {answers}")
+    _step(11, f"fine-tune yes/no on {train_yesno} PubMedQA training questions -> {yesno_model}")
+    training = cfg.FinetuneConfig(
+        train=samples.pubmedqa("train"), out=yesno_model, max_train_samples=train_yesno, epochs=1,
+        batch_size=16, learning_rate=1e-4, max_seq_length=256, stride=64, num_workers=1,
+        run_name=f"demo-yesno-{runs.new_run_id()}",
+    )  # fmt: skip
+    finetune.finetune("yesno", training, YesNoOptions(), log=print)
+
+    _step(12, "evaluate yes/no on the PubMedQA test set (accuracy, macro-F1)")
+    yesno = tasks.make_task("yesno", YesNoOptions())
+    test = cfg.EvaluateConfig(model=yesno_model, data=samples.pubmedqa("test"))
+    yesno_scores = evaluation.evaluate("yesno", test)
+    print(yesno.report(yesno_scores))
+
+    _step(13, f"index the sample (BM25) and answer the bundled questions over it -> {answers}")
     retrieval.build_index(articles, log=lambda *_: None)
-    options = QaOptions(questions=samples.demo_questions(), top_docs=3)
+    options = QaOptions(questions=samples.demo_questions(), top_docs=3, yesno_model=yesno_model)
     config = cfg.AnnotateConfig(articles=articles, model=(qa_model,), out=answers, overwrite=True)
     print_answers_summary(annotate.run("qa", config, options))
 
-    _step(12, "query: each question's best answers, with their evidence")
+    _step(14, "query: each question's best answers, with their evidence")
     best = query.answers_of(answers).filter(pl.col("rank").fill_null(1) <= 2).collect()
-    with pl.Config(**{**tables, "tbl_rows": 20}, fmt_str_lengths=90, tbl_width_chars=180):
-        print(best.select("question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "note"))
+    shown = (
+        "question_id",
+        "rank",
+        "answer",
+        "score",
+        "pmid",
+        "evidence_sentence",
+        "supporting_pmids",
+        "note",
+    )
+    with pl.Config(**{**tables, "tbl_rows": 20}, fmt_str_lengths=90, tbl_width_chars=200):
+        print(best.select(shown))
     summary = {
         "ner_test_f1": ner_scores["overall"]["f1"],
         "re_test_document_f1": re_scores["document"]["f1"],
         "qa_test_factoid": qa_scores["factoid"],
+        "yesno_test": {k: yesno_scores[k] for k in ("accuracy", "macro_f1")},
         "entities": pl.scan_parquet(storage.join(entities, "*.parquet")).select(pl.len()).collect().item(),
         "relations": pl.scan_parquet(storage.join(relations, "*.parquet")).select(pl.len()).collect().item(),
         "answers": query.answers(answers).select(pl.col("answer").count()).collect().item(),
     }
     print(
         f"NER test F1 {summary['ner_test_f1']:.4f}, RE test document F1 "
-        f"{summary['re_test_document_f1']:.4f}, QA 6b-1 factoid MRR {summary['qa_test_factoid']['mrr']:.4f}; "
+        f"{summary['re_test_document_f1']:.4f}, QA 6b-1 factoid MRR {summary['qa_test_factoid']['mrr']:.4f}, "
+        f"PubMedQA accuracy {yesno_scores['accuracy']:.4f}; "
         f"{summary['entities']} entities, {summary['relations']} relations, {summary['answers']} answers; "
         f"tables in {out}/"
     )

@@ -19,6 +19,9 @@
   ``6B1_golden.json.gz`` (100 questions: 31 factoid, 11 list, with snippets) and BioBERT's SQuAD-format
   test file of the same batch ``BioASQ-test-factoid-6b-1.json.gz`` (121 question-context pairs, no
   answers); from ``BioMedBERT/biomedbert``, research use.
+- ``pubmedqa/``: PubMedQA's labelled set PQA-L, ``ori_pqal.json.gz`` (1,000 questions with abstract
+  contexts and yes/no/maybe answers; the published file, gzipped) and ``test_ground_truth.json`` (the
+  official 500-question test split); from ``pubmedqa/pubmedqa``, MIT licence.
 - ``questions/demo.jsonl``: seven questions about articles of the MEDLINE sample (five factoid, one list,
   one yes/no), written for the demo from the articles' titles.
 - ``chemprot/``: the first 300 lines of SciBERT's ChemProt ``train.txt`` and the first 100 of
@@ -69,6 +72,14 @@ def bioasq(name: str) -> str:
     if name not in files:
         raise ValueError(f"the bundled BioASQ files are {sorted(files)}, not {name!r}")
     return sample_path("bioasq", files[name])
+
+
+def pubmedqa(split: str) -> str:
+    """The bundled PubMedQA PQA-L with a split: ``train`` or ``dev`` (the non-test 500 split by document,
+    :mod:`biobert_ray.tasks.qa.yesno_files`) or ``test`` (the official 500)."""
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"PubMedQA has train, dev and test splits, not {split!r}")
+    return sample_path("pubmedqa", "ori_pqal.json.gz") + f"#{split}"
 
 
 def demo_questions() -> str:

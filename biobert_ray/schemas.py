@@ -128,6 +128,20 @@ QA_CANDIDATES = pa.schema(
     ]
 )
 
+#: What a yes/no model says of one article for one question: a row per class with its probability (the
+#: mean over the article's windows); merged per question into one ``answers`` row.
+YESNO_VOTES = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("pmid", pa.int64(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),  # yes, no (or maybe: the model's classes)
+        pa.field("probability", pa.float32(), nullable=False),
+        pa.field("retrieval_rank", pa.int32()),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
 #: ``annotate qa``'s table: each question's ranked answers, each pointing at its evidence (rank 1 =
 #: best). A yes/no question has one row (``answer`` yes/no/maybe, ``supporting_pmids``); a question that
 #: could not be answered has one row with a null answer and a ``note`` saying why.
@@ -138,8 +152,10 @@ ANSWERS = pa.schema(
         pa.field("question_type", pa.string(), nullable=False),
         pa.field("rank", pa.int32()),
         pa.field("answer", pa.string()),
-        pa.field("score", pa.float32()),  # a span's probability (the best over the articles holding it)
-        pa.field("pmid", pa.int64()),  # the article of the best occurrence
+        # a span's probability (the best over the articles holding it); yes/no: the answer's mean probability
+        pa.field("score", pa.float32()),
+        # the article of the best occurrence (yes/no: the supporting article of the highest probability)
+        pa.field("pmid", pa.int64()),
         pa.field("section", pa.string()),
         pa.field("char_start", pa.int32()),  # section_text[char_start:char_end] == answer
         pa.field("char_end", pa.int32()),

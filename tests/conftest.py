@@ -241,6 +241,23 @@ def save_tiny_qa_model(tiny_bert: str, out) -> str:
     return str(out)
 
 
+def save_tiny_yesno_model(tiny_bert: str, out, labels: tuple[str, ...] = ("no", "yes")) -> str:
+    """A tiny untrained yes/no (sequence classification) model."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from biobert_ray import models
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )  # fmt: skip
+    metadata = {"task": "yesno", "label_list": list(labels), "max_seq_length": 96}
+    models.save(model, models.load_tokenizer(tiny_bert), str(out), metadata)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_ner_model(tiny_bert, tmp_path_factory) -> str:
     """A tiny untrained Disease tagger (see :func:`save_tiny_ner_model`)."""

@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import run_notebook, save_tiny_qa_model
+from conftest import run_notebook, save_tiny_qa_model, save_tiny_yesno_model
 
 from biobert_ray import cli, query, retrieval, schemas, storage
 
@@ -37,20 +37,22 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
         {"id": "q3", "question": "Is aspirin effective?", "type": "yesno"},
         {"id": "q4", "question": "What did this study find?", "pmids": [named["pmid"], 999]},
         {"id": "q5", "question": "What is missing?", "pmids": [999]},
+        {"id": "q6", "question": "Did this study succeed?", "type": "yesno", "pmids": [named["pmid"]]},
     ]
     path = tmp_path / "questions.jsonl"
     out, model = str(tmp_path / "answers"), save_tiny_qa_model(tiny_bert, tmp_path / "qa")
+    yesno = save_tiny_yesno_model(tiny_bert, tmp_path / "yesno")
     argv = ["annotate", "qa", "--articles", medline_160, "--model", model, "--index", index, "--out", out,
             "--questions", write_questions(path, questions), "--top-docs", "3", "--questions-per-batch", "2",
-            "--cpus-per-actor", "0.5"]  # fmt: skip
+            "--cpus-per-actor", "0.5", "--yesno-model", yesno]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "annotate qa: 3 question batches (3 processed, 0 skipped, 0 failed), 5 questions, 3 answered" in (
+    assert "annotate qa: 3 question batches (3 processed, 0 skipped, 0 failed), 6 questions, 5 answered" in (
         capsys.readouterr().out
     )
     answers = pl.read_parquet(f"{out}/*.parquet")
     assert answers.schema == pl.from_arrow(schemas.ANSWERS.empty_table()).schema
     texts = {(r["pmid"], s): r[s] or "" for r in frame.iter_rows(named=True) for s in ("title", "abstract")}
-    spans = answers.filter(pl.col("answer").is_not_null())
+    spans = answers.filter(pl.col("answer").is_not_null() & (pl.col("question_type") != "yesno"))
     for row in spans.iter_rows(named=True):  # every answer points at its text and its sentence
         body = texts[(row["pmid"], row["section"])]
         assert body[row["char_start"] : row["char_end"]] == row["answer"]
@@ -62,14 +64,20 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
     assert by_question["q1"]["score"].to_list() == sorted(by_question["q1"]["score"].to_list(), reverse=True)
     assert set(by_question["q4"]["pmid"]) == {named["pmid"]}  # the named article only (999 is not there)
     assert len({a.lower() for a in by_question["q2"]["answer"]}) == by_question["q2"].height  # merged
-    notes = dict(answers.filter(pl.col("answer").is_null()).select("question_id", "note").iter_rows())
-    assert notes == {
-        "q3": "a yes/no question: a span model does not answer it (not read)",
-        "q5": "none of its PMIDs is in the articles table",
+    # yes/no: one row each, the answer of the highest mean probability over the question's articles
+    yes_no = {
+        r["question_id"]: r for r in answers.filter(pl.col("question_type") == "yesno").iter_rows(named=True)
     }
+    top3 = {h.pmid for h in retrieval.open_index(index).search(questions[2]["question"], 3)}
+    assert set(yes_no) == {"q3", "q6"} and {r["answer"] for r in yes_no.values()} <= {"yes", "no"}
+    assert set(yes_no["q3"]["supporting_pmids"]) <= top3 and yes_no["q3"]["score"] >= 0.5
+    assert yes_no["q6"]["supporting_pmids"] == [named["pmid"]] == [yes_no["q6"]["pmid"]]
+    assert yes_no["q6"]["model"] == yesno and yes_no["q6"]["rank"] == 1
+    notes = dict(answers.filter(pl.col("answer").is_null()).select("question_id", "note").iter_rows())
+    assert notes == {"q5": "none of its PMIDs is in the articles table"}
     run = json.loads((tmp_path / "answers" / "_run.json").read_text())
-    batch_q4 = next(b for b in run["shards"] if b["name"] == "questions-00001")
-    assert batch_q4["row_groups"] == 1  # only the row group that holds the named article was read
+    batch_q6 = next(b for b in run["shards"] if b["name"] == "questions-00002")
+    assert batch_q6["row_groups"] == 1  # only the row group that holds the named article was read
     assert not (tmp_path / "answers" / "_parts").exists() or not any(
         (tmp_path / "answers" / "_parts").iterdir()
     )
@@ -96,5 +104,5 @@ def test_annotate_qa_answers_each_question_with_evidence_and_skips_complete_batc
     # the notebook over <out>/articles and <out>/answers
     (tmp_path / "articles").symlink_to(medline_160)
     printed = run_notebook("answers.ipynb", tmp_path)
-    assert f"5 questions, {spans.height} answers" in printed and "What else is missing?" in printed
+    assert f"6 questions, {spans.height + 2} answers" in printed and "What else is missing?" in printed
     assert (tmp_path / "answer_scores.png").exists()

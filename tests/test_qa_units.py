@@ -9,8 +9,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import save_tiny_yesno_model
 
-from biobert_ray import cli, models
+from biobert_ray import cli
+from biobert_ray.answers import merge
 from biobert_ray.lines import FormatError
 from biobert_ray.models import load_tokenizer
 from biobert_ray.tasks.base import ModelInfo
@@ -284,19 +286,7 @@ def test_yes_no_files_split_pubmedqa_by_document_and_read_bioasq_yes_no_question
 
 
 def test_evaluate_yesno_scores_every_question_with_a_tiny_classifier(tiny_bert, tmp_path, capsys):
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    torch.manual_seed(0)
-    labels = ["maybe", "no", "yes"]
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert,
-        num_labels=3,
-        id2label=dict(enumerate(labels)),
-        label2id={k: i for i, k in enumerate(labels)},
-    )
-    out = str(tmp_path / "yesno")
-    models.save(model, load_tokenizer(tiny_bert), out, {"task": "yesno", "label_list": labels})
+    out = save_tiny_yesno_model(tiny_bert, tmp_path / "yesno", ("maybe", "no", "yes"))
     data = f"{pubmedqa_dir(tmp_path)}#test"
     args = ["evaluate", "yesno", "--model", out, "--data", data, "--max-seq-length", "24", "--stride", "8"]
     assert cli.main([*args, "--out", str(tmp_path / "scores.json")]) == 0
@@ -353,3 +343,23 @@ def test_a_word_keeps_its_best_start_within_a_window(tiny_bert):
     start[0], end[0] = 3.0, 3.0  # "Patients", scoring 6
     best = spans.best_spans(context, windows, [(start, end)], n_best=5, max_answer_length=10)
     assert (best[0].text, best[0].score) == ("naltrexone", 10.0)
+
+
+def test_a_yes_no_answer_is_the_class_of_the_highest_mean_probability_over_the_articles():
+    questions = [Question("y1", "Is it?", "yesno"), Question("y2", "Is so?", "yesno"), Question("f", "What?")]
+    articles = {1: {"yes": 0.9, "no": 0.1}, 2: {"yes": 0.3, "no": 0.7}, 3: {"yes": 0.8, "no": 0.2}}
+    votes = [
+        {"question_id": "y1", "pmid": pmid, "answer": label, "probability": p, "model": "m"}
+        for pmid, probabilities in articles.items()
+        for label, p in probabilities.items()
+    ]
+    notes = {"y2": "a yes/no question, not read: pass --yesno-model to answer it"}
+    rows = merge.answer_rows(questions, [], votes, notes, {"qa": 0.5}, 5, "run")
+    yes = rows[0]
+    assert (yes["answer"], yes["rank"], yes["model"]) == ("yes", 1, "m")
+    assert yes["score"] == pytest.approx((0.9 + 0.3 + 0.8) / 3)
+    assert yes["supporting_pmids"] == [1, 3] and yes["pmid"] == 1  # the articles that say yes, surest first
+    assert [(r["question_id"], r.get("note")) for r in rows[1:]] == [
+        ("y2", notes["y2"]),
+        ("f", "its articles gave no answer span"),
+    ]

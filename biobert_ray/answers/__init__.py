@@ -1,5 +1,6 @@
 """Question answering over a corpus (``annotate qa``): the question batches and their work lists
-(:mod:`.plan`), the run (:mod:`.driver`), and the merge of each question's answers (:mod:`.merge`)."""
+(:mod:`.plan`), the run (:mod:`.driver`), the yes/no pass (:mod:`.votes`), and the merge of each
+question's answers (:mod:`.merge`)."""
 
 from biobert_ray.answers.driver import run
 

@@ -1,15 +1,22 @@
 """``annotate qa``: answer a file of questions over an articles table into the ``answers`` table.
 
 For each question batch (:mod:`biobert_ray.answers.plan`) that is not already complete with the same
-identity, the driver writes its work list, then runs the annotation chain of
-:mod:`biobert_ray.annotate.build` over the row groups that hold its articles: each work item is one row
-group of one articles shard, read with the batch's work rows for that shard; the QA model runs in the
-actor pool over the (question, title) and (question, abstract) windows; each row group's answer spans
-(``schemas.QA_CANDIDATES``) are written as a part, ``<out>/_parts/<batch>/<shard>/<identity>-<row
-group>.parquet``. All batches share one chain, so the models are loaded once. When every part of a
-batch is there, its spans are merged per question (:mod:`biobert_ray.answers.merge`) into
-``<out>/<batch>.parquet`` (``schemas.ANSWERS``), its completion marker ``_done/<batch>.json`` is
-written last, and its parts and work list are removed. A batch with a failed row group is recorded in
+identity, the driver writes its work lists, then runs the annotation chain of
+:mod:`biobert_ray.annotate.build` over the row groups that hold its articles, once per pass: each work
+item is one row group of one articles shard, read with the batch's work rows for that shard.
+
+- **span pass**: the QA models run in the actor pool over the (question, title) and (question,
+  abstract) windows of the factoid and list questions; each row group's answer spans
+  (``schemas.QA_CANDIDATES``) are written as a part;
+- **yes/no pass** (with ``--yesno-model``): the yes/no model reads each yes/no question with the
+  abstracts of its articles (:mod:`biobert_ray.answers.votes`); each row group's class probabilities
+  (``schemas.YESNO_VOTES``) are written as a part.
+
+Parts are ``<out>/_parts/<batch>/<pass>/<shard>/<identity>-<row group>.parquet``. All batches share one
+chain per pass, so each model is loaded once. When every part of a batch is there, its spans and votes
+are merged per question (:mod:`biobert_ray.answers.merge`) into ``<out>/<batch>.parquet``
+(``schemas.ANSWERS``), its completion marker ``_done/<batch>.json`` is written last, and its parts and
+work lists are removed. A batch with a failed row group is recorded in
 ``_errors/<batch>.parquet`` and left incomplete; a rerun reuses the parts it has and redoes the rest.
 ``_run.json`` and the lease are as for every annotation run (:mod:`biobert_ray.annotate.driver`).
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -28,15 +35,18 @@ from biobert_ray.annotate.build import build, start
 from biobert_ray.annotate.driver import check_models
 from biobert_ray.annotate.plan import model_identity, part_uri
 from biobert_ray.answers import merge, plan
+from biobert_ray.answers.votes import YesNoVotes
 from biobert_ray.config import AnnotateConfig, to_dict
 from biobert_ray.console import Progress
 from biobert_ray.lease import Lease
-from biobert_ray.tasks.base import ModelInfo
+from biobert_ray.tasks.base import ModelInfo, Task
 from biobert_ray.tasks.qa.questions import Question, read_questions
 from biobert_ray.tasks.qa.task import QaTask
+from biobert_ray.tasks.qa.yesno import YesNoOptions
 
-#: Options that name inputs rather than change answers (the batch identity has the inputs' contents).
-_LOCATIONS = ("questions", "index")
+#: Options that name inputs rather than change answers (the batch identity has the inputs' contents,
+#: and every model's fingerprint).
+_LOCATIONS = ("questions", "index", "yesno_model")
 
 
 @dataclass
@@ -62,13 +72,26 @@ class Batch:
         return len(self.parts) == len(self.items)
 
 
+def passes(task: QaTask, config: AnnotateConfig) -> dict[str, tuple[Task, AnnotateConfig]]:
+    """Each pass's chain task and configuration (its models): ``span``, and ``yesno`` with a yes/no
+    model."""
+    found: dict[str, tuple[Task, AnnotateConfig]] = {"span": (task, config)}
+    if task.options.yesno_model:
+        votes = YesNoVotes(YesNoOptions(max_query_length=task.options.max_query_length))
+        found["yesno"] = (votes, replace(config, model=(task.options.yesno_model,)))
+    return found
+
+
 def _pending(
     task: QaTask, config: AnnotateConfig, questions: list[Question], log
 ) -> tuple[list[Batch], list[dict[str, Any]]]:
     """The batches to answer (with their work written) and the complete ones skipped."""
     options = task.options
-    locator = plan.Locator(config.articles, options.index, questions, log)
-    model_ids, row_options = model_identity(task, config)
+    chains = passes(task, config)
+    read = [q for q in questions if any(q.kind in plan.PASSES[name] for name in chains)]
+    locator = plan.Locator(config.articles, options.index, read, log)
+    every_model = tuple(ref for _, chain_config in chains.values() for ref in chain_config.model)
+    model_ids, row_options = model_identity(task, replace(config, model=every_model))
     row_options["task_options"] = {
         k: v for k, v in row_options["task_options"].items() if k not in _LOCATIONS
     }
@@ -83,15 +106,17 @@ def _pending(
             continue
         if why not in ("new", "overwrite"):
             log(f"redo {name}: {why}")
-        work, notes = plan.work_list(batch, locator, options.top_docs)
-        work_uris = plan.write_work(config.out, name, work)
+        work, notes = plan.work_list(batch, locator, options.top_docs, list(chains))
         digest = runs.digest(identity)
-        items = [
-            {"shard": f"{name}/{shard}", "path": shard_uris[shard], "row_group": g, "limit": rows,
-             "side": json.dumps({"work": work_uris[shard]})}
-            for shard in sorted(work)
-            for g, rows in plan.row_groups_with(shard_uris[shard], {r["pmid"] for r in work[shard]})
-        ]  # fmt: skip
+        items = []
+        for kind, by_shard in work.items():
+            work_uris = plan.write_work(config.out, name, kind, by_shard)
+            items += [
+                {"shard": f"{name}/{kind}/{shard}", "pass": kind, "path": shard_uris[shard], "row_group": g,
+                 "limit": rows, "side": json.dumps({"work": work_uris[shard]})}
+                for shard in sorted(by_shard)
+                for g, rows in plan.row_groups_with(shard_uris[shard], {r["pmid"] for r in by_shard[shard]})
+            ]  # fmt: skip
         state = Batch(name, batch, identity, digest, notes, items)
         for item in items:
             part = part_uri(config.out, item["shard"], digest, item["row_group"])
@@ -111,14 +136,15 @@ def _thresholds(task: QaTask, refs: tuple[str, ...]) -> dict[str, float]:
 
 def _finish(task: QaTask, config: AnnotateConfig, batch: Batch, run_id: str) -> dict[str, Any]:
     """Merge a batch's parts into ``<out>/<batch>.parquet``, mark it complete, drop its parts and work."""
-    candidates = []
-    for part in batch.parts.values():
-        with storage.open_parquet(part) as parquet:
-            candidates += parquet.read().to_pylist()
+    found: dict[str, list[dict[str, Any]]] = {"span": [], "yesno": []}
+    for item in batch.items:
+        with storage.open_parquet(batch.parts[Batch.key(item)]) as parquet:
+            found[item["pass"]] += parquet.read().to_pylist()
             batch.units += int(parquet.schema_arrow.metadata[b"units"])
     rows = merge.answer_rows(
         batch.questions,
-        candidates,
+        found["span"],
+        found["yesno"],
         batch.notes,
         _thresholds(task, config.model),
         task.options.top_answers,
@@ -168,7 +194,8 @@ def _record_failures(config: AnnotateConfig, batch: Batch, run_id: str) -> dict[
 def _answer(
     task: QaTask, config: AnnotateConfig, batches: list[Batch], run_id: str, log, finished: list
 ) -> None:
-    """Run the chain over every row group still to do; finished batches' summaries go to ``finished``."""
+    """Run each pass's chain over every row group still to do; finished batches' summaries go to
+    ``finished``."""
     by_shard = {}
     work = []
     for batch in batches:
@@ -184,19 +211,22 @@ def _answer(
     digests = {item["shard"]: by_shard[item["shard"]].digest for item in work}
     progress = Progress("annotate qa", len(work), "row groups", log)
     failed = 0
-    for summary in build(task, config, work, run_id, digests, cpus).iter_rows():
-        batch = by_shard[summary["shard"]]
-        key = f"{summary['shard']}#{summary['row_group']}"
-        if summary["error"]:
-            batch.failed[key] = summary["error"]
-            failed += 1
-        else:
-            batch.parts[key] = summary["part"]
-        progress.update(1, note=f"{failed} row groups failed" if failed else "")
-        if failed > config.max_failed_row_groups:
-            raise RuntimeError(f"more than {config.max_failed_row_groups} row groups failed")
-        if not summary["error"] and batch.complete:
-            finished.append(_finish(task, config, batch, run_id))
+    for kind, (chain_task, chain_config) in passes(task, config).items():
+        todo = [item for item in work if item["pass"] == kind]
+        summaries = build(chain_task, chain_config, todo, run_id, digests, cpus).iter_rows() if todo else ()
+        for summary in summaries:
+            batch = by_shard[summary["shard"]]
+            key = f"{summary['shard']}#{summary['row_group']}"
+            if summary["error"]:
+                batch.failed[key] = summary["error"]
+                failed += 1
+            else:
+                batch.parts[key] = summary["part"]
+            progress.update(1, note=f"{failed} row groups failed" if failed else "")
+            if failed > config.max_failed_row_groups:
+                raise RuntimeError(f"more than {config.max_failed_row_groups} row groups failed")
+            if not summary["error"] and batch.complete:
+                finished.append(_finish(task, config, batch, run_id))
     progress.close()
 
 
@@ -206,6 +236,8 @@ def run(task: QaTask, config: AnnotateConfig, log=print) -> dict[str, Any]:
     if not task.options.questions:
         raise ValueError("annotate qa needs --questions: a JSON-lines or BioASQ JSON file of questions")
     check_models(task.name, config.model)
+    if task.options.yesno_model:
+        check_models("yesno", (task.options.yesno_model,))
     questions = read_questions(task.options.questions)
     started, start = runs.utc_now(), time.perf_counter()
     run_id = runs.new_run_id()

@@ -2,13 +2,14 @@
 
 Questions are answered in batches of ``--questions-per-batch`` (in file order; batch ``k`` is named
 ``questions-<k>``). A batch's work list pairs each question with the articles it reads: the ones it
-names (``pmids``), else its ``--top-docs`` best BM25 hits (:mod:`biobert_ray.retrieval`). Yes/no
-questions are not read by a span model, and a question with no article gets a note instead
-(:mod:`biobert_ray.answers.merge` turns notes into rows). The pairs are grouped by the articles shard
-that holds each article and written as a small side table, ``<out>/_work/<batch>/<shard>.parquet``
-(``schemas.QA_WORK``, sorted by PMID), so that each articles shard is read once per batch, and only the
-row groups that hold a wanted article (found from the row groups' PMID statistics, then their ``pmid``
-column).
+names (``pmids``), else its ``--top-docs`` best BM25 hits (:mod:`biobert_ray.retrieval`). There are two
+work lists, one per pass: ``span`` (factoid and list questions, read by the span models) and ``yesno``
+(yes/no questions, read by the ``--yesno-model``; without one they are not read). A question with no
+article gets a note instead (:mod:`biobert_ray.answers.merge` turns notes into rows). The pairs are
+grouped by the articles shard that holds each article and written as small side tables,
+``<out>/_work/<batch>/<pass>/<shard>.parquet`` (``schemas.QA_WORK``, sorted by PMID), so that each
+articles shard is read once per batch and pass, and only the row groups that hold a wanted article
+(found from the row groups' PMID statistics, then their ``pmid`` column).
 
 A batch's identity (its completion marker's, :mod:`biobert_ray.runs`) is its questions, the retrieval
 index's manifest (or the articles table's identity when every question names its PMIDs and there is no
@@ -28,6 +29,8 @@ from biobert_ray import retrieval, runs, schemas, storage
 from biobert_ray.tasks.qa.questions import Question
 
 SPAN_TYPES = ("factoid", "list")
+#: The passes over a batch: the question types each reads.
+PASSES = {"span": SPAN_TYPES, "yesno": ("yesno",)}
 
 
 def batches(questions: Sequence[Question], size: int) -> list[tuple[str, list[Question]]]:
@@ -43,7 +46,8 @@ class Locator:
     """Where the articles of a question are: its named PMIDs' shards, or its BM25 hits.
 
     Uses the retrieval index when there is one (``index``, else the table's default location); without
-    one, questions must name their PMIDs, whose shards are found by reading the table's ``pmid`` column.
+    one, the ``questions`` to read must name their PMIDs, whose shards are found by reading the table's
+    ``pmid`` column.
     """
 
     def __init__(
@@ -55,7 +59,7 @@ class Locator:
         if storage.exists(storage.join(location, retrieval.MANIFEST)):
             self.retriever = retrieval.open_index(location, articles)
             self.identity: dict[str, Any] = {"index": runs.digest(self.retriever.manifest)}
-        elif all(q.pmids for q in questions if q.kind in SPAN_TYPES):
+        elif all(q.pmids for q in questions):
             log(f"no retrieval index at {location}: every question names its PMIDs; finding their shards")
             self.shard_of = _pmid_shards(articles)
             self.identity = {"articles": retrieval.table_identity(articles)}
@@ -89,15 +93,16 @@ def _pmid_shards(articles: str) -> dict[int, str]:
 
 
 def work_list(
-    questions: Sequence[Question], locator: Locator, top_docs: int
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """The batch's ``schemas.QA_WORK`` rows by articles shard, and a note for each question that reads
-    no article (yes/no questions, no hit, PMIDs not in the table)."""
-    by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    questions: Sequence[Question], locator: Locator, top_docs: int, passes: Sequence[str]
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, str]]:
+    """The batch's ``schemas.QA_WORK`` rows by pass (of ``passes``) and articles shard, and a note for
+    each question that reads no article (no hit, PMIDs not in the table, a type no pass reads)."""
+    work: dict[str, dict[str, list[dict[str, Any]]]] = {name: defaultdict(list) for name in passes}
     notes = {}
     for question in questions:
-        if question.kind not in SPAN_TYPES:
-            notes[question.id] = "a yes/no question: a span model does not answer it (not read)"
+        name = next((n for n in passes if question.kind in PASSES[n]), None)
+        if name is None:
+            notes[question.id] = "a yes/no question, not read: pass --yesno-model to answer it"
             continue
         found = locator.articles_of(question, top_docs)
         if not found:
@@ -105,20 +110,26 @@ def work_list(
                 "none of its PMIDs is in the articles table" if question.pmids else "no article retrieved"
             )
         for pmid, shard, rank, score in found:
-            by_shard[shard].append(
+            work[name][shard].append(
                 {"pmid": pmid, "question_id": question.id, "question": question.text,
                  "question_type": question.kind, "retrieval_rank": rank, "retrieval_score": score}
             )  # fmt: skip
-    return {
-        shard: sorted(rows, key=lambda r: (r["pmid"], r["question_id"])) for shard, rows in by_shard.items()
-    }, notes
+
+    def ordered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(rows, key=lambda r: (r["pmid"], r["question_id"]))
+
+    ordered_work = {
+        name: {shard: ordered(rows) for shard, rows in found.items()} for name, found in work.items()
+    }
+    return ordered_work, notes
 
 
-def write_work(out: str, batch: str, work: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    """Write each shard's work rows to ``<out>/_work/<batch>/<shard>.parquet``; returns shard -> URI."""
+def write_work(out: str, batch: str, name: str, work: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Write pass ``name``'s work rows of each shard to ``<out>/_work/<batch>/<name>/<shard>.parquet``;
+    returns shard -> URI."""
     written = {}
     for shard, rows in work.items():
-        uri = storage.join(out, "_work", batch, f"{shard}.parquet")
+        uri = storage.join(out, "_work", batch, name, f"{shard}.parquet")
         storage.write_parquet(pa.Table.from_pylist(rows, schema=schemas.QA_WORK), uri, schemas.QA_WORK)
         written[shard] = uri
     return written

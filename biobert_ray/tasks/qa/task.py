@@ -76,6 +76,10 @@ class QaOptions:
         None, "the articles' retrieval index (default: <articles>/_index/bm25, built by `biobert-ray index`)",
         commands=("annotate",),
     )  # fmt: skip
+    yesno_model: str | None = option(
+        None, "a `finetune yesno` model that answers the yes/no questions over their articles",
+        commands=("annotate",),
+    )  # fmt: skip
     top_docs: int = option(50, "articles retrieved per question (BM25)", commands=("annotate",))
     top_answers: int = option(
         5, "answers kept per factoid question (list questions: those above the list threshold)",

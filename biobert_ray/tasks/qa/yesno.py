@@ -37,10 +37,12 @@ class YesNoOptions:
 
 @dataclass(frozen=True)
 class YesNoPrediction:
-    """The answer to one question and its mean probability over the question's windows."""
+    """The answer to one question, its mean probability over the question's windows, and the mean
+    probability of every class."""
 
     label: str
     score: float
+    probabilities: dict[str, float]
 
 
 class YesNoTask:
@@ -112,7 +114,8 @@ class YesNoTask:
         for logits in selected:
             mean = softmax(np.stack(logits)).mean(axis=0)
             best = int(mean.argmax())
-            predictions.append(YesNoPrediction(model.id2label[best], float(mean[best])))
+            probabilities = {model.id2label[i]: float(p) for i, p in enumerate(mean)}
+            predictions.append(YesNoPrediction(model.id2label[best], float(mean[best]), probabilities))
         return predictions
 
     def score(
