@@ -12,7 +12,7 @@ import pytest
 from conftest import save_tiny_yesno_model
 
 from biobert_ray import cli
-from biobert_ray.answers import merge
+from biobert_ray.answers import merge, plan
 from biobert_ray.lines import FormatError
 from biobert_ray.models import load_tokenizer
 from biobert_ray.tasks.base import ModelInfo
@@ -307,8 +307,14 @@ def test_questions_come_as_json_lines_or_bioasq_json_and_a_bad_line_is_named(tmp
         Question("q1", "Which gene causes ataxia?"),
         Question("2", "Is BRCA1 a tumour suppressor?", "yesno", (123, 456)),
     ]
-    bioasq = read_questions(golden(tmp_path, [{**QUESTIONS[0], "documents": ["http://x/pubmed/77"]}]))
-    assert bioasq == [Question("a" * 24, "Which enzyme?", "factoid", (77,))]
+    summary = {"id": "e" * 24, "type": "summary", "body": "What is ACE?"}
+    bioasq = read_questions(
+        golden(tmp_path, [{**QUESTIONS[0], "documents": ["http://x/pubmed/77"]}, summary])
+    )
+    assert bioasq == [
+        Question("a" * 24, "Which enzyme?", "factoid", (77,)),
+        Question("e" * 24, "What is ACE?", "summary"),
+    ]
     cases = {
         '{"id": "q1", "question": "x"}\n{"id": "q1", "question": "y"}\n': ":2: id 'q1' already on line 1",
         '{"id": "q1", "question": "x", "type": "summary"}\n': ":1: type 'summary' is not one of",
@@ -346,14 +352,16 @@ def test_a_word_keeps_its_best_start_within_a_window(tiny_bert):
 
 
 def test_a_yes_no_answer_is_the_class_of_the_highest_mean_probability_over_the_articles():
-    questions = [Question("y1", "Is it?", "yesno"), Question("y2", "Is so?", "yesno"), Question("f", "What?")]
+    questions = [Question("y1", "Is it?", "yesno"), Question("y2", "Is so?", "yesno"), Question("f", "What?"),
+                 Question("s", "Why?", "summary")]  # fmt: skip
     articles = {1: {"yes": 0.9, "no": 0.1}, 2: {"yes": 0.3, "no": 0.7}, 3: {"yes": 0.8, "no": 0.2}}
     votes = [
         {"question_id": "y1", "pmid": pmid, "answer": label, "probability": p, "model": "m"}
         for pmid, probabilities in articles.items()
         for label, p in probabilities.items()
     ]
-    notes = {"y2": "a yes/no question, not read: pass --yesno-model to answer it"}
+    work, notes = plan.work_list(questions[1:2] + questions[3:], None, 3, ["span"])  # types no pass reads
+    assert work == {"span": {}} and notes == {"y2": plan.UNREAD["yesno"], "s": plan.UNREAD["summary"]}
     rows = merge.answer_rows(questions, [], votes, notes, {"qa": 0.5}, 5, "run")
     yes = rows[0]
     assert (yes["answer"], yes["rank"], yes["model"]) == ("yes", 1, "m")
@@ -362,4 +370,5 @@ def test_a_yes_no_answer_is_the_class_of_the_highest_mean_probability_over_the_a
     assert [(r["question_id"], r.get("note")) for r in rows[1:]] == [
         ("y2", notes["y2"]),
         ("f", "its articles gave no answer span"),
+        ("s", notes["s"]),
     ]

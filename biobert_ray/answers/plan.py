@@ -31,6 +31,11 @@ from biobert_ray.tasks.qa.questions import Question
 SPAN_TYPES = ("factoid", "list")
 #: The passes over a batch: the question types each reads.
 PASSES = {"span": SPAN_TYPES, "yesno": ("yesno",)}
+#: Why a question of a type no pass reads gets no answer.
+UNREAD = {
+    "yesno": "a yes/no question, not read: pass --yesno-model to answer it",
+    "summary": "a summary question, not read: annotate qa answers factoid, list and yes/no questions",
+}
 
 
 def batches(questions: Sequence[Question], size: int) -> list[tuple[str, list[Question]]]:
@@ -96,13 +101,14 @@ def work_list(
     questions: Sequence[Question], locator: Locator, top_docs: int, passes: Sequence[str]
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, str]]:
     """The batch's ``schemas.QA_WORK`` rows by pass (of ``passes``) and articles shard, and a note for
-    each question that reads no article (no hit, PMIDs not in the table, a type no pass reads)."""
+    each question that reads no article (no hit, PMIDs not in the table, a type no pass reads:
+    :data:`UNREAD`)."""
     work: dict[str, dict[str, list[dict[str, Any]]]] = {name: defaultdict(list) for name in passes}
     notes = {}
     for question in questions:
         name = next((n for n in passes if question.kind in PASSES[n]), None)
         if name is None:
-            notes[question.id] = "a yes/no question, not read: pass --yesno-model to answer it"
+            notes[question.id] = UNREAD[question.kind]
             continue
         found = locator.articles_of(question, top_docs)
         if not found:

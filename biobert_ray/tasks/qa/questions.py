@@ -5,7 +5,8 @@
   ``pmids`` (the articles to read, which skips retrieval) are optional. Blank lines are skipped.
 - **BioASQ JSON** (``{"questions": [{"id", "body", "type", "documents", ...}]}``): its ``documents``
   (PubMed URLs) become the question's PMIDs, as in BioASQ's phase B, where the relevant articles are
-  given; summary questions are not answered and are left out.
+  given; its summary questions are kept (type ``summary``) and get an ``answers`` row with a note, as
+  ``annotate qa`` does not write summaries.
 
 A malformed line (not JSON, no ``id`` or ``question``, an unknown type, PMIDs that are not integers, an
 id seen before) stops the reader with :class:`~biobert_ray.lines.FormatError` naming the file and line.
@@ -20,6 +21,8 @@ from biobert_ray.lines import FormatError, numbered_lines
 from biobert_ray.tasks.qa.formats import bioasq_questions, load_json, sniff, snippet_pmid
 
 TYPES = ("factoid", "list", "yesno")
+#: BioASQ JSON also has summary questions (answered with a note only).
+BIOASQ_TYPES = (*TYPES, "summary")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def read_questions(uri: str) -> list[Question]:
     if sniff(document) == "bioasq":
         return [
             Question(q["id"], q["body"], q["type"], _document_pmids(q.get("documents") or ()))
-            for q in bioasq_questions(document, uri, TYPES)
+            for q in bioasq_questions(document, uri, BIOASQ_TYPES)
         ]
     questions: list[Question] = []
     seen: dict[str, int] = {}
