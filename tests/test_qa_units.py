@@ -372,3 +372,16 @@ def test_a_yes_no_answer_is_the_class_of_the_highest_mean_probability_over_the_a
         ("f", "its articles gave no answer span"),
         ("s", notes["s"]),
     ]
+
+
+def test_token_type_ids_go_only_to_models_whose_tokenizer_makes_them(tiny_bert):
+    from transformers import AutoTokenizer
+
+    bert = load_tokenizer(tiny_bert)
+    roberta_like = AutoTokenizer.from_pretrained(tiny_bert, model_input_names=["input_ids", "attention_mask"])
+    for tokenizer, typed in ((bert, True), (roberta_like, False)):
+        windows = spans.encode_pair("Which gene ?", CONTEXT, tokenizer, 24, 8, 64)
+        batch = spans.pair_inputs(windows, tokenizer.pad_token_id)
+        assert ("token_type_ids" in batch) is typed and batch["input_ids"].shape == batch[
+            "attention_mask"
+        ].shape

@@ -64,8 +64,9 @@ def encode_pair(
 ) -> list[dict[str, Any]]:
     """The windows of one question-context pair (module docstring).
 
-    Each window holds ``input_ids``, ``token_type_ids``, ``context_start`` (position of its first
-    context sub-token) and ``offsets`` (character span of each of its context sub-tokens); when ``labelled``,
+    Each window holds ``input_ids``, ``token_type_ids`` (when the tokenizer's models take them: BERT
+    does, RoBERTa and DistilBERT do not), ``context_start`` (position of its first context sub-token)
+    and ``offsets`` (character span of each of its context sub-tokens); when ``labelled``,
     ``start_positions`` and ``end_positions`` of ``answer`` (``(text, char_start)``), or 0.
     """
     question_ids = tokenizer(question, add_special_tokens=False)["input_ids"][:max_query_length]
@@ -86,10 +87,11 @@ def encode_pair(
         body = ids[span.first : span.last]
         window = {
             "input_ids": [*head, *body, tokenizer.sep_token_id],
-            "token_type_ids": [0] * len(head) + [1] * (len(body) + 1),
             "context_start": len(head),
             "offsets": offsets[span.first : span.last],
         }
+        if "token_type_ids" in tokenizer.model_input_names:
+            window["token_type_ids"] = [0] * len(head) + [1] * (len(body) + 1)
         if labelled:
             inside = target is not None and span.first <= target[0] and target[1] < span.last
             start = len(head) + target[0] - span.first if inside else 0
@@ -100,12 +102,12 @@ def encode_pair(
 
 
 def pair_inputs(windows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """A padded batch of question-context windows: ``input_ids``, ``token_type_ids``, ``attention_mask``."""
-    return {
-        "input_ids": pad(windows, "input_ids", pad_id),
-        "token_type_ids": pad(windows, "token_type_ids", 0),
-        "attention_mask": attention_mask(windows),
-    }
+    """A padded batch of question-context windows: ``input_ids``, ``attention_mask`` and, when the
+    windows have them, ``token_type_ids``."""
+    batch = {"input_ids": pad(windows, "input_ids", pad_id), "attention_mask": attention_mask(windows)}
+    if "token_type_ids" in windows[0]:
+        batch["token_type_ids"] = pad(windows, "token_type_ids", 0)
+    return batch
 
 
 def window_spans(

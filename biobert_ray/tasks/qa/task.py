@@ -306,7 +306,7 @@ class QaTask:
     def collate(
         self, windows: Sequence[dict[str, Any]], pad_id: int, labelled: bool
     ) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``token_type_ids``, ``attention_mask`` and, when ``labelled``, the start and
+        """``input_ids``, ``attention_mask``, ``token_type_ids`` (BERT) and, when ``labelled``, the start and
         end positions."""
         batch = spans.pair_inputs(windows, pad_id)
         if labelled:
