@@ -220,7 +220,17 @@ def query_answers_command(args: argparse.Namespace) -> int:
         return 0
     layout = {"tbl_rows": args.top, "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
     with pl.Config(**layout, fmt_str_lengths=120, tbl_width_chars=200):
-        print(frame.select("question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "note"))
+        shown = (
+            "question_id",
+            "rank",
+            "answer",
+            "score",
+            "pmid",
+            "evidence_sentence",
+            "supporting_pmids",
+            "note",
+        )
+        print(frame.select(shown))
     return 0
 
 

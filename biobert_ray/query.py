@@ -240,8 +240,9 @@ def answers(table: str) -> pl.LazyFrame:
 def answers_of(table: str, question_id: str | None = None, question: str | None = None) -> pl.LazyFrame:
     """The ranked answers of one question (``question_id``), of the questions whose text contains
     ``question`` (case-insensitive), or of every question: ``question_id``, ``question``, ``rank``,
-    ``answer``, ``score``, ``pmid``, ``section``, ``evidence_sentence``, ``model`` and ``note`` (why a
-    question has no answer), by question, model and rank."""
+    ``answer``, ``score``, ``pmid``, ``section``, ``evidence_sentence``, ``supporting_pmids`` (a yes/no
+    answer's articles), ``model`` and ``note`` (why a question has no answer), by question, model and
+    rank."""
     frame = answers(table)
     if question_id is not None:
         frame = frame.filter(pl.col("question_id") == question_id)
@@ -250,4 +251,6 @@ def answers_of(table: str, question_id: str | None = None, question: str | None 
             pl.col("question").str.to_lowercase().str.contains(question.lower(), literal=True)
         )
     columns = ["question_id", "question", "rank", "answer", "score", "pmid", "section", "evidence_sentence"]
-    return frame.select(*columns, "model", "note").sort("question_id", "model", "rank", nulls_last=True)
+    return frame.select(*columns, "supporting_pmids", "model", "note").sort(
+        "question_id", "model", "rank", nulls_last=True
+    )
