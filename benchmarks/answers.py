@@ -12,7 +12,9 @@ demo's). Measured:
 - **ours**: ``biobert_ray.annotate.run("qa", AnnotateConfig(..., precision="fp32"),
   QaOptions(questions=FILE))`` end to end (questions file and Parquet in, ``answers`` Parquet out), one
   actor of 1.5 CPUs (2 torch threads), a fresh output directory. Ray is started before the clock; its
-  start-up is printed apart.
+  start-up is printed apart. On a CPU with native bf16 (``inference.cpu_has_fast_bf16``) ours and the
+  bare forward also run under bf16 autocast (``precision="bf16"``, what the default ``"auto"`` picks
+  there).
 - **bare forward**: ``model(**batch)`` alone, under ``torch.inference_mode`` with the same threads, over
   exactly the batches our actor gets, rebuilt with our code path: the batch's work list
   (``answers.plan.work_list``), per row group holding its articles the units of ``QaTask.units``, their
@@ -57,6 +59,8 @@ from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -69,7 +73,7 @@ from annotate import load_abstracts, write_table
 from qa_baseline import example_spans, test_features
 from relations import CPUS_PER_ACTOR, THREADS, config, cpu_name, repeated
 
-from biobert_ray import annotate, ingest, models, retrieval, runs, schemas, storage
+from biobert_ray import annotate, inference, ingest, models, retrieval, runs, schemas, storage
 from biobert_ray.annotate import build
 from biobert_ray.annotate import plan as annotate_plan
 from biobert_ray.answers import plan
@@ -135,10 +139,13 @@ def our_batches(
     return units, batches
 
 
-def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first)."""
+def time_forward(
+    model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], cpu_bf16: bool = False
+) -> float:
+    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first), under
+    bf16 autocast with ``cpu_bf16``."""
     total = 0.0
-    with torch.inference_mode():
+    with torch.inference_mode(), inference.autocast(torch.device("cpu"), cpu_bf16):
         model(**batches[0])
         for batch in batches:
             start = time.perf_counter()
@@ -147,14 +154,17 @@ def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tenso
     return total
 
 
-def time_ours(articles: str, questions_file: str, model_ref: str, batch_size: int, pairs: int) -> float:
-    """Wall seconds of one ``annotate.run("qa")`` into a fresh directory. Raises RuntimeError unless it
-    read every pair and answered every question."""
+def time_ours(
+    articles: str, questions_file: str, model_ref: str, batch_size: int, pairs: int, precision: str
+) -> float:
+    """Wall seconds of one ``annotate.run("qa")`` at ``precision`` into a fresh directory. Raises
+    RuntimeError unless it read every pair and answered every question."""
     out = tempfile.mkdtemp(prefix="answers-bench-out-")
     try:
         options = QaOptions(questions=questions_file)
+        settings = replace(config(articles, model_ref, out, batch_size), precision=precision)
         start = time.perf_counter()
-        report = annotate.run("qa", config(articles, model_ref, out, batch_size), options, log=lambda _: None)
+        report = annotate.run("qa", settings, options, log=lambda _: None)
         seconds = time.perf_counter() - start
         counts = report["counts"]
         if report["status"] != "ok" or counts["units"] != pairs or counts["answered"] != counts["questions"]:
@@ -295,17 +305,21 @@ def measure_throughput(args: argparse.Namespace, workdir: Path) -> None:
         print(f"{name:<16} {seconds:8.2f} s {n / seconds:9.2f} pairs/s {note}", flush=True)
 
     record("bare fp32", time_forward(model, batches))
-    record("ours fp32", time_ours(articles, questions_file, model_ref, args.batch_size, n))
+    record("ours fp32", time_ours(articles, questions_file, model_ref, args.batch_size, n, "fp32"))
+    bf16 = inference.cpu_has_fast_bf16()
+    if bf16:  # what precision="auto" picks on this CPU
+        record("bare bf16", time_forward(model, batches, cpu_bf16=True))
+        record("ours bf16", time_ours(articles, questions_file, model_ref, args.batch_size, n, "bf16"))
     seconds, found = time_plain(units, model, tokenizer, info["max_seq_length"], None)
     record("plain loop", seconds, f"({found} spans)")
     seconds, found = time_plain(units, model, tokenizer, info["max_seq_length"], args.batch_size)
     record("plain batched", seconds, f"({found} spans)")
-    for other, target in (
-        ("bare fp32", ">= 0.8"),
-        ("plain loop", ">= 1.5"),
-        ("plain batched", "for information"),
-    ):
-        print(f"ours fp32 / {other}: {rate['ours fp32'] / rate[other]:.2f} (target {target})")
+    ratios = [("ours fp32", "bare fp32", ">= 0.8"), ("ours fp32", "plain loop", ">= 1.5")]
+    if bf16:
+        ratios += [("ours bf16", "bare bf16", ">= 0.8"), ("ours bf16", "plain loop", ">= 1.5")]
+    ratios.append(("ours fp32", "plain batched", "for information"))
+    for ours, other, target in ratios:
+        print(f"{ours} / {other}: {rate[ours] / rate[other]:.2f} (target {target})")
     print(f"ours fp32 with Ray start-up: {n / (n / rate['ours fp32'] + ray_start):.2f} pairs/s")
 
 

@@ -106,6 +106,10 @@ files' snippets as contexts), one baseline run for all three groups::
         --epochs 2 --learning-rate 5e-5 --batch-size 16 --warmup-ratio 0.1 --max-seq-length 256 \\
         --doc-stride 64 --threads 2 --out /tmp/bench_qa/qa-baseline.json
 
+Decoding apart from training: ``--trained /tmp/bench_qa/qa-ours`` scores our fine-tuned span model
+with this recipe's pre- and post-processing instead of training one (same ``--test`` groups); beside
+``biobert-ray evaluate qa`` on the same model, the difference is the decoding alone.
+
 Ours' ``evaluate`` takes the model's ``--max-seq-length`` and ``--doc-stride`` unless given; they are
 passed anyway so that each command reads on its own.
 
@@ -384,7 +388,8 @@ def long_questions(examples: Sequence[QaExample], tokenizer: Any) -> int:
 
 
 def run_qa(args: argparse.Namespace, base: str) -> dict[str, Any]:
-    """Train an ``AutoModelForQuestionAnswering`` on ``--train`` and score it on every test group."""
+    """Train an ``AutoModelForQuestionAnswering`` on ``--train`` (or take the ``--trained`` one) and score
+    it on every test group."""
     train = read_examples(args.train, "auto")[: args.max_train_samples]
     groups = [
         [
@@ -400,7 +405,7 @@ def run_qa(args: argparse.Namespace, base: str) -> dict[str, Any]:
         )
         args.max_seq_length = tokenizer.model_max_length
     features, answered, stray = train_features(train, tokenizer, args)
-    model = AutoModelForQuestionAnswering.from_pretrained(base, local_files_only=True)
+    model = AutoModelForQuestionAnswering.from_pretrained(args.trained or base, local_files_only=True)
     trainer = Trainer(
         model=model,
         args=trainer_arguments(args, -(-len(features) // args.batch_size)),
@@ -417,7 +422,12 @@ def run_qa(args: argparse.Namespace, base: str) -> dict[str, Any]:
         flush=True,
     )
     train_start = time.perf_counter()
-    train_output = trainer.train()
+    steps, train_loss = 0, None
+    if args.trained:
+        print(f"--trained: scoring {args.trained} as it is, without training", flush=True)
+    else:
+        train_output = trainer.train()
+        steps, train_loss = train_output.global_step, train_output.training_loss
     train_seconds = time.perf_counter() - train_start
     results = []
     for group in groups:
@@ -456,8 +466,8 @@ def run_qa(args: argparse.Namespace, base: str) -> dict[str, Any]:
         "train_features": len(features),
         "train_features_with_answer": answered,
         "train_start_past_context": stray,
-        "steps": train_output.global_step,
-        "train_loss": train_output.training_loss,
+        "steps": steps,
+        "train_loss": train_loss,
         "train_seconds": round(train_seconds, 1),
         "groups": results,
     }
@@ -634,6 +644,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(default for qa: the bundled 6B1 golden file)",
     )
     parser.add_argument("--base-model", default=None, help="model directory (default: all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--trained",
+        default=None,
+        help="qa: score this fine-tuned span model (e.g. one of `biobert-ray finetune qa`) with the "
+        "recipe's pre- and post-processing, without training: decoding apart from training",
+    )
     parser.add_argument("--max-train-samples", type=int, default=None, help="use the first N (default: all)")
     parser.add_argument(
         "--max-test-samples", type=int, default=None, help="first N of each file (quick runs)"
@@ -664,6 +680,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("--task yesno needs --test (e.g. '../shared/data/pubmedqa#test')")
         args.test = [[sample_path("bioasq", "6B1_golden.json.gz")]]
     args.test_groups = [[test_spec(spec) for spec in group] for group in args.test]
+    if args.trained and args.task != "qa":
+        parser.error("--trained scores a span model: --task qa")
     if args.task == "yesno" and any(gold for group in args.test_groups for _, gold in group):
         parser.error("--task yesno reads its labels from the test file itself: no ::GOLD")
     return args
