@@ -130,13 +130,23 @@ def window_spans(
     ]
 
 
-def whole_words(context: str, start: int, end: int) -> tuple[int, int]:
-    """``[start, end)`` widened so that it does not cut a run of letters and digits of ``context``."""
+def _word_start(context: str, start: int) -> int:
+    """``start`` moved left to the first character of the run of letters and digits it cuts."""
     while 0 < start < len(context) and context[start - 1].isalnum() and context[start].isalnum():
         start -= 1
+    return start
+
+
+def _word_end(context: str, end: int) -> int:
+    """``end`` moved right past the last character of the run of letters and digits it cuts."""
     while 0 < end < len(context) and context[end - 1].isalnum() and context[end].isalnum():
         end += 1
-    return start, end
+    return end
+
+
+def whole_words(context: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` widened so that it does not cut a run of letters and digits of ``context``."""
+    return _word_start(context, start), _word_end(context, end)
 
 
 def best_spans(
@@ -150,10 +160,17 @@ def best_spans(
     probabilities, best first (``logits``: each window's start and end logits over its context)."""
     found: dict[tuple[int, int], tuple[int, float]] = {}  # char span -> (context around it, score)
     for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
-        n = len(window["offsets"])
+        offsets, n = window["offsets"], len(window["offsets"])
         here: dict[tuple[int, int], tuple[float, int]] = {}  # the window's best score for each span
+        # whole_words, with each start and end sub-token widened once (n_best of each, n_best^2 spans)
+        starts: dict[int, int] = {}
+        ends: dict[int, int] = {}
         for score, first, last in window_spans(window, start_logits, end_logits, n_best, max_answer_length):
-            key = whole_words(context, window["offsets"][first][0], window["offsets"][last][1])
+            if first not in starts:
+                starts[first] = _word_start(context, offsets[first][0])
+            if last not in ends:
+                ends[last] = _word_end(context, offsets[last][1])
+            key = (starts[first], ends[last])
             if key not in here or score > here[key][0]:
                 here[key] = (score, min(first, n - 1 - last))
         for key, (score, margin) in here.items():  # across windows: the most context, then the score
