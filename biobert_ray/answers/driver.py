@@ -72,7 +72,7 @@ class Batch:
         return len(self.parts) == len(self.items)
 
 
-def passes(task: QaTask, config: AnnotateConfig) -> dict[str, tuple[Task, AnnotateConfig]]:
+def _passes(task: QaTask, config: AnnotateConfig) -> dict[str, tuple[Task, AnnotateConfig]]:
     """Each pass's chain task and configuration (its models): ``span``, and ``yesno`` with a yes/no
     model."""
     found: dict[str, tuple[Task, AnnotateConfig]] = {"span": (task, config)}
@@ -87,7 +87,7 @@ def _pending(
 ) -> tuple[list[Batch], list[dict[str, Any]]]:
     """The batches to answer (with their work written) and the complete ones skipped."""
     options = task.options
-    chains = passes(task, config)
+    chains = _passes(task, config)
     read = [q for q in questions if any(q.kind in plan.PASSES[name] for name in chains)]
     locator = plan.Locator(config.articles, options.index, read, log)
     every_model = tuple(ref for _, chain_config in chains.values() for ref in chain_config.model)
@@ -211,7 +211,7 @@ def _answer(
     digests = {item["shard"]: by_shard[item["shard"]].digest for item in work}
     progress = Progress("annotate qa", len(work), "row groups", log)
     failed = 0
-    for kind, (chain_task, chain_config) in passes(task, config).items():
+    for kind, (chain_task, chain_config) in _passes(task, config).items():
         todo = [item for item in work if item["pass"] == kind]
         summaries = build(chain_task, chain_config, todo, run_id, digests, cpus).iter_rows() if todo else ()
         for summary in summaries:
