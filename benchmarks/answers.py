@@ -54,12 +54,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -69,7 +69,7 @@ import ray
 import torch
 
 # helpers of the other benchmarks (this script's directory is on sys.path when it runs)
-from annotate import load_abstracts, write_table
+from annotate import load_abstracts, time_forward, write_table
 from qa_baseline import example_spans, test_features
 from relations import CPUS_PER_ACTOR, THREADS, config, cpu_name, repeated
 
@@ -137,21 +137,6 @@ def our_batches(
                     batches.append(task.collate(ordered[start : start + batch_size], pad_id, False))
                 units.extend(group_units)
     return units, batches
-
-
-def time_forward(
-    model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], cpu_bf16: bool = False
-) -> float:
-    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first), under
-    bf16 autocast with ``cpu_bf16``."""
-    total = 0.0
-    with torch.inference_mode(), inference.autocast(torch.device("cpu"), cpu_bf16):
-        model(**batches[0])
-        for batch in batches:
-            start = time.perf_counter()
-            model(**batch)
-            total += time.perf_counter() - start
-    return total
 
 
 def time_ours(

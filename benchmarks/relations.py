@@ -58,7 +58,7 @@ import ray
 import torch
 
 # the corpus of benchmarks/annotate.py (this script's directory is on sys.path when it runs)
-from annotate import load_abstracts, write_table
+from annotate import load_abstracts, time_forward, write_table
 
 from biobert_ray import annotate, models, storage
 from biobert_ray.annotate import build, plan
@@ -146,18 +146,6 @@ def candidate_batches(
             f"no candidate pairs: {entities} holds no two mentions of the model's argument types"
         )
     return units, batches
-
-
-def time_forward(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Seconds spent in ``model(**batch)`` over all batches (one untimed warm-up batch first)."""
-    total = 0.0
-    with torch.inference_mode():
-        model(**batches[0])
-        for batch in batches:
-            start = time.perf_counter()
-            model(**batch)
-            total += time.perf_counter() - start
-    return total
 
 
 def time_ours(

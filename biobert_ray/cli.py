@@ -220,17 +220,7 @@ def query_answers_command(args: argparse.Namespace) -> int:
         return 0
     layout = {"tbl_rows": args.top, "tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True}
     with pl.Config(**layout, fmt_str_lengths=120, tbl_width_chars=200):
-        shown = (
-            "question_id",
-            "rank",
-            "answer",
-            "score",
-            "pmid",
-            "evidence_sentence",
-            "supporting_pmids",
-            "note",
-        )
-        print(frame.select(shown))
+        print(frame.select(query.ANSWER_COLUMNS_SHOWN))
     return 0
 
 

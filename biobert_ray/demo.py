@@ -157,18 +157,8 @@ def run(
 
     _step(14, "query: each question's best answers, with their evidence")
     best = query.answers_of(answers).filter(pl.col("rank").fill_null(1) <= 2).collect()
-    shown = (
-        "question_id",
-        "rank",
-        "answer",
-        "score",
-        "pmid",
-        "evidence_sentence",
-        "supporting_pmids",
-        "note",
-    )
     with pl.Config(**{**tables, "tbl_rows": 20}, fmt_str_lengths=90, tbl_width_chars=200):
-        print(best.select(shown))
+        print(best.select(query.ANSWER_COLUMNS_SHOWN))
     summary = {
         "ner_test_f1": ner_scores["overall"]["f1"],
         "re_test_document_f1": re_scores["document"]["f1"],

@@ -237,6 +237,12 @@ def answers(table: str) -> pl.LazyFrame:
     return scan(table)
 
 
+#: The columns a person reads an answer by (``query answers`` and the demo print these).
+ANSWER_COLUMNS_SHOWN = (
+    "question_id", "rank", "answer", "score", "pmid", "evidence_sentence", "supporting_pmids", "note",
+)  # fmt: skip
+
+
 def answers_of(table: str, question_id: str | None = None, question: str | None = None) -> pl.LazyFrame:
     """The ranked answers of one question (``question_id``), of the questions whose text contains
     ``question`` (case-insensitive), or of every question: ``question_id``, ``question``, ``rank``,
