@@ -97,6 +97,34 @@ def test_oracle_logits_decode_to_the_gold_answer_and_offsets_across_window_bound
     assert best[0].probability > 0.99 and len({(s.char_start, s.char_end) for s in best}) == len(best)
 
 
+def test_a_span_two_windows_propose_is_read_where_its_start_has_the_most_context(tiny_bert):
+    """BERT's token_is_max_context: the copy from the window centring the start sub-token counts, even
+    when another window scores the span higher."""
+    tokenizer = load_tokenizer(tiny_bert)
+    windows, offsets = context_windows(tokenizer, "Which gene ?", CONTEXT, 24, 6)
+    # the windows from sub-tokens 20 and 30 both hold it; its start is the 12th of the first, the 2nd
+    # of the second: the first reads it (the old whole-span rule saw a tie, one sub-token on each side)
+    start = CONTEXT.index("pathogenic variants")
+    first = next(i for i, (a, b) in enumerate(offsets) if b > start)
+    last = max(i for i, (a, b) in enumerate(offsets) if a < start + len("pathogenic variants"))
+    holding = [w for w in windows if w["_first"] <= first and last < w["_first"] + len(w["offsets"])]
+    assert len(holding) == 2
+
+    def context_of(window):  # BERT's measure for the start sub-token in this window
+        j, n = first - window["_first"], len(window["offsets"])
+        return min(j, n - 1 - j) + 0.01 * n
+
+    other = min(holding, key=context_of)
+    logits = []
+    for window in windows:
+        start_logits, end_logits = oracle_logits(window, first, last)
+        if window is other:
+            start_logits, end_logits = start_logits * 1.5, end_logits * 1.5  # 30 against 20
+        logits.append((start_logits, end_logits))
+    best = spans.best_spans(CONTEXT, windows, logits, n_best=5, max_answer_length=30)
+    assert (best[0].text, best[0].score) == ("pathogenic variants", 20.0)
+
+
 def test_task_decodes_and_ranks_answers_over_a_questions_contexts(tiny_bert):
     tokenizer = load_tokenizer(tiny_bert)
     task = QaTask(QaOptions(n_best=5))

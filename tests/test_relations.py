@@ -15,6 +15,7 @@ from biobert_ray import annotate, cli, finetune, models, query, text
 from biobert_ray.config import AnnotateConfig, FinetuneConfig
 from biobert_ray.tasks.relation import RelationTask
 from biobert_ray.tasks.relation.formats import RelationExample, RelationFormatError, read_relations
+from biobert_ray.tasks.relation.marking import argument_spans
 from biobert_ray.tasks.relation.metrics import relation_scores
 from biobert_ray.tasks.relation.task import RelationOptions
 
@@ -33,6 +34,20 @@ def test_readers_recognise_biobert_tsv_and_scibert_jsonl():
     assert chemprot[0].label == "INHIBITOR" and chemprot[0].text.startswith("<< Epidermal growth factor")
 
 
+def test_a_bare_double_angle_in_a_chemprot_sentence_is_not_a_mark(tmp_path):
+    """ChemProt's training line 1373 writes a potency order with ``>>``; its arguments are still found."""
+    text = (
+        "Prostaglandin E1, << 17-phenyl-trinor-PGE2 >> (an EP1-selective agonist) inhibited [[ HVA Ca2+ "
+        "channels ]] was sulprostone>PGE2, PGE1>STA2>>17-phenyl-trinor-PGE2."
+    )
+    path = tmp_path / "chemprot.jsonl"
+    path.write_text(json.dumps({"text": text, "label": "DOWNREGULATOR"}) + "\n")
+    (example,) = read_relations(str(path))[1]
+    first, second = argument_spans(example.text, "positional")
+    assert text[slice(*first)] == "<< 17-phenyl-trinor-PGE2 >>"
+    assert text[slice(*second)] == "[[ HVA Ca2+ channels ]]"
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -41,6 +56,7 @@ def test_readers_recognise_biobert_tsv_and_scibert_jsonl():
         ("bad2.tsv", "the gene and the disease\t1\n", r"bad2\.tsv:1: expected two anonymised arguments"),
         ("bad.jsonl", '{"text": "<< a >> [[ b ]]", "label": "X"}\n{"text": \n', r"bad\.jsonl:2: not JSON"),
         ("bad2.jsonl", '{"text": "<< a >> and b", "label": "X"}\n', r"bad2\.jsonl:1: expected one << >>"),
+        ("bad3.jsonl", '{"text": "<< a >> [[ b ]] << c >>", "label": "X"}\n', r"bad3\.jsonl:1: expected one"),
     ],
 )  # fmt: skip
 def test_a_malformed_line_stops_the_reader_with_file_and_line(tmp_path, name, content, message):

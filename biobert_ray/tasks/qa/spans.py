@@ -12,11 +12,16 @@ is labelled with the answer's first and last sub-tokens; one that does not is la
 candidate spans: end at or after start, at most ``max_answer_length`` sub-tokens. A span's score is its
 start logit plus its end logit; its text is the context's characters from the first sub-token's start
 to the last one's end, widened to whole words (a span that starts or ends inside a run of letters and
-digits takes the whole run, as BERT's SQuAD code maps sub-tokens back to whole words). A span that
-several overlapping windows propose takes the score of the window that gives it the most context on its
-shorter side (BERT's "max context" rule, applied to the whole span, so an answer that crosses one
-window's edge is read from a window that holds all of it). The ``n_best`` best distinct spans of a
-context get probabilities by a softmax over their scores.
+digits takes the whole run, as BERT's SQuAD code maps sub-tokens back to whole words).
+
+**Overlapping windows** (BERT's and BioBERT's ``token_is_max_context``). Each sub-token of the context
+belongs to the window where it has the most context: the largest ``min(left, right) + 0.01 * length``,
+the first such window on a tie. A span is read from the window its *start* sub-token belongs to; other
+windows' copies of it are dropped. Where that window does not hold the span's end (the answer crosses
+its edge), the span is read instead from the windows that hold all of it, the one giving it the most
+context on its shorter side, so that such answers are not lost (BERT drops them). Spans that widen to
+the same characters keep the best score. The ``n_best`` best distinct spans of a context get
+probabilities by a softmax over their scores.
 """
 
 from __future__ import annotations
@@ -149,6 +154,20 @@ def whole_words(context: str, start: int, end: int) -> tuple[int, int]:
     return _word_start(context, start), _word_end(context, end)
 
 
+def _start_windows(windows: Sequence[dict[str, Any]]) -> tuple[list[dict[Any, int]], dict[Any, int]]:
+    """Each window's position of every context sub-token (keyed by its character span), and the window
+    each sub-token has the most context in (module docstring)."""
+    positions = [{tuple(offset): j for j, offset in enumerate(window["offsets"])} for window in windows]
+    owner: dict[Any, tuple[float, int]] = {}
+    for index, position in enumerate(positions):
+        n = len(position)
+        for key, j in position.items():
+            context = min(j, n - 1 - j) + 0.01 * n
+            if key not in owner or context > owner[key][0]:
+                owner[key] = (context, index)
+    return positions, {key: index for key, (_, index) in owner.items()}
+
+
 def best_spans(
     context: str,
     windows: Sequence[dict[str, Any]],
@@ -158,25 +177,33 @@ def best_spans(
 ) -> list[Span]:
     """The ``n_best`` best distinct spans of a context over all its windows, with their softmax
     probabilities, best first (``logits``: each window's start and end logits over its context)."""
-    found: dict[tuple[int, int], tuple[int, float]] = {}  # char span -> (context around it, score)
-    for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
+    positions, owner = _start_windows(windows)
+    read: dict[tuple[Any, Any], tuple[int, float, int, int]] = {}  # sub-token span -> (margin, score, chars)
+    for index, (window, (start_logits, end_logits)) in enumerate(zip(windows, logits, strict=True)):
         offsets, n = window["offsets"], len(window["offsets"])
-        here: dict[tuple[int, int], tuple[float, int]] = {}  # the window's best score for each span
-        # whole_words, with each start and end sub-token widened once (n_best of each, n_best^2 spans)
-        starts: dict[int, int] = {}
-        ends: dict[int, int] = {}
         for score, first, last in window_spans(window, start_logits, end_logits, n_best, max_answer_length):
-            if first not in starts:
-                starts[first] = _word_start(context, offsets[first][0])
-            if last not in ends:
-                ends[last] = _word_end(context, offsets[last][1])
-            key = (starts[first], ends[last])
-            if key not in here or score > here[key][0]:
-                here[key] = (score, min(first, n - 1 - last))
-        for key, (score, margin) in here.items():  # across windows: the most context, then the score
-            if key not in found or (margin, score) > found[key]:
-                found[key] = (margin, score)
-    ranked = sorted(((key, score) for key, (_, score) in found.items()), key=lambda item: -item[1])[:n_best]
+            span = (tuple(offsets[first]), tuple(offsets[last]))
+            home = owner[span[0]]
+            if home == index:
+                margin = n  # read from its start's window: no other copy competes
+            elif span[1] in positions[home]:
+                continue  # its start's window holds it and reads it
+            else:
+                margin = min(first, n - 1 - last)  # crosses its start's window's edge: the most context
+            if span not in read or (margin, score) > read[span][:2]:
+                read[span] = (margin, score, offsets[first][0], offsets[last][1])
+    found: dict[tuple[int, int], float] = {}  # whole-word character span -> best score
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for _, score, char_start, char_end in read.values():
+        if char_start not in starts:
+            starts[char_start] = _word_start(context, char_start)
+        if char_end not in ends:
+            ends[char_end] = _word_end(context, char_end)
+        key = (starts[char_start], ends[char_end])
+        if key not in found or score > found[key]:
+            found[key] = score
+    ranked = sorted(found.items(), key=lambda item: -item[1])[:n_best]
     if not ranked:
         return []
     probabilities = softmax(np.array([score for _, score in ranked]))

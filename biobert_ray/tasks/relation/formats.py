@@ -38,7 +38,7 @@ from biobert_ray import text as text_spans
 from biobert_ray.lines import FormatError, numbered_lines
 from biobert_ray.storage import open_input
 from biobert_ray.tasks.relation import candidates, ddi, pubtator
-from biobert_ray.tasks.relation.marking import ANONYMIZED_RE, POSITIONAL_MARKS
+from biobert_ray.tasks.relation.marking import ANONYMIZED_RE, POSITIONAL_RES
 
 FORMATS = ("biobert-tsv", "chemprot-jsonl", "pubtator", "ddi-xml")
 #: How each format marks the two arguments when the reader is not told (saved in a model's metadata).
@@ -167,7 +167,7 @@ def _read_jsonl(uri: str) -> list[RelationExample]:
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record.get("label"):
             raise RelationFormatError(uri, number, "expected an object with text and label", line)
         text = record["text"]
-        if any(text.count(mark) != 1 for pair in POSITIONAL_MARKS for mark in pair):
+        if any(len(pattern.findall(text)) != 1 for pattern in POSITIONAL_RES):
             raise RelationFormatError(uri, number, "expected one << >> and one [[ ]] argument", line)
         examples.append(RelationExample(text, str(record["label"]), uri, number, "positional"))
     return examples

@@ -23,6 +23,11 @@ import re
 MARKINGS = ("anonymized", "positional", "typed")
 ANONYMIZED_RE = re.compile(r"@[A-Z][A-Z0-9_-]*\$")
 POSITIONAL_MARKS = (("<<", ">>"), ("[[", "]]"))
+# an argument marked as :func:`marks` marks it (``<< text >>``); a bare ``>>`` in the text (as in
+# ChemProt's "PGE2, PGE1>STA2>>17-phenyl-trinor-PGE2") is not a mark
+POSITIONAL_RES = tuple(
+    re.compile(f"{re.escape(before)} .+? {re.escape(after)}", re.DOTALL) for before, after in POSITIONAL_MARKS
+)
 TYPED_RE = re.compile(r"<(E[12]):([^<>\s]+)>.*?</\1:\2>", re.DOTALL)
 
 
@@ -62,13 +67,7 @@ def argument_spans(text: str, marking: str) -> list[tuple[int, int]]:
         return [m.span() for m in ANONYMIZED_RE.finditer(text)]
     if marking == "typed":
         return [m.span() for m in TYPED_RE.finditer(text)]
-    spans = []
-    for opening, closing in POSITIONAL_MARKS:
-        start = text.find(opening)
-        end = text.find(closing, start + len(opening))
-        if start >= 0 and end >= 0:
-            spans.append((start, end + len(closing)))
-    return sorted(spans)
+    return sorted(found.span() for pattern in POSITIONAL_RES if (found := pattern.search(text)))
 
 
 def argument_types(text: str, marking: str) -> list[str]:
