@@ -159,8 +159,8 @@ def _start_windows(windows: Sequence[dict[str, Any]]) -> tuple[list[dict[Any, in
     each sub-token has the most context in (module docstring)."""
     positions = [{tuple(offset): j for j, offset in enumerate(window["offsets"])} for window in windows]
     owner: dict[Any, tuple[float, int]] = {}
-    for index, position in enumerate(positions):
-        n = len(position)
+    for index, (window, position) in enumerate(zip(windows, positions, strict=True)):
+        n = len(window["offsets"])  # the window's length, even where two sub-tokens share a span
         for key, j in position.items():
             context = min(j, n - 1 - j) + 0.01 * n
             if key not in owner or context > owner[key][0]:

@@ -23,8 +23,8 @@ import re
 MARKINGS = ("anonymized", "positional", "typed")
 ANONYMIZED_RE = re.compile(r"@[A-Z][A-Z0-9_-]*\$")
 POSITIONAL_MARKS = (("<<", ">>"), ("[[", "]]"))
-# an argument marked as :func:`marks` marks it (``<< text >>``); a bare ``>>`` in the text (as in
-# ChemProt's "PGE2, PGE1>STA2>>17-phenyl-trinor-PGE2") is not a mark
+# a positional argument as :func:`marks` writes it, ``<< text >>`` or ``[[ text ]]``; a bare ``>>`` in
+# the sentence (ChemProt's "PGE2, PGE1>STA2>>17-phenyl-trinor-PGE2") is not a mark
 POSITIONAL_RES = tuple(
     re.compile(f"{re.escape(before)} .+? {re.escape(after)}", re.DOTALL) for before, after in POSITIONAL_MARKS
 )
