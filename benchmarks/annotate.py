@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from biobert_ray import annotate, evaluation, inference, ingest, models, runs, schemas, storage
+from biobert_ray import allocator, annotate, evaluation, inference, ingest, models, runs, schemas, storage
 from biobert_ray.annotate import build, plan, stages
 from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
@@ -454,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement once, print abstracts/s, ratios and (with ``--quantize``) test F1."""
     args = parse_args(argv)
     torch.set_num_threads(THREADS)
+    allocator.tune()  # as in our actors, so that the bare forward and the loops get the same malloc
     model_ref = models.resolve(args.model)
     tokenizer = models.load_tokenizer(model_ref)
     max_length = models.info(model_ref)["max_seq_length"]

@@ -73,7 +73,7 @@ from annotate import load_abstracts, time_forward, write_table
 from qa_baseline import example_spans, test_features
 from relations import CPUS_PER_ACTOR, THREADS, config, cpu_name, repeated
 
-from biobert_ray import annotate, inference, ingest, models, retrieval, runs, schemas, storage
+from biobert_ray import allocator, annotate, inference, ingest, models, retrieval, runs, schemas, storage
 from biobert_ray.annotate import build
 from biobert_ray.annotate import plan as annotate_plan
 from biobert_ray.answers import plan
@@ -332,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurements asked for; print pairs/s, ratios, index build time, size and latency."""
     args = parse_args(argv)
     torch.set_num_threads(THREADS)
+    allocator.tune()  # as in our actors, so that the bare forward and the loops get the same malloc
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="answers-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(

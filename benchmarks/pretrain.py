@@ -61,7 +61,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from biobert_ray import ingest, models, pretrain, storage
+from biobert_ray import allocator, ingest, models, pretrain, storage
 from biobert_ray.config import IngestConfig, PretrainConfig
 from biobert_ray.pretrain import corpus, masking, packing
 from biobert_ray.pretrain.mlm import MaskedLMLoss
@@ -110,6 +110,7 @@ def throughput(times: list[float], args: argparse.Namespace) -> dict[str, float]
 def plain_loop(ref: str, sequences: torch.Tensor, args: argparse.Namespace, full_head: bool) -> list[float]:
     """End times of the timed steps of a single-process MLM loop over pre-packed sequences."""
     torch.set_num_threads(args.threads)
+    allocator.tune()  # as in our training workers
     model = fresh_model(ref)
     loss_fn = MaskedLMLoss(model)
     masker = masking.Masker.from_tokenizer(models.load_tokenizer(ref))
@@ -146,6 +147,7 @@ class StepTimer(TrainerCallback):
 def trainer_run_mlm(table: str, ref: str, args: argparse.Namespace, workdir: str) -> list[float]:
     """End times of the timed steps of ``transformers.Trainer`` with the ``run_mlm`` recipe."""
     torch.set_num_threads(args.threads)
+    allocator.tune()  # as in our training workers
     tokenizer = models.load_tokenizer(ref)
     texts = [
         t

@@ -60,7 +60,7 @@ import torch
 # the corpus of benchmarks/annotate.py (this script's directory is on sys.path when it runs)
 from annotate import load_abstracts, time_forward, write_table
 
-from biobert_ray import annotate, models, storage
+from biobert_ray import allocator, annotate, models, storage
 from biobert_ray.annotate import build, plan
 from biobert_ray.config import AnnotateConfig
 from biobert_ray.runtime import connect
@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement once; print candidate pairs/s and the ratios."""
     args = parse_args(argv)
     torch.set_num_threads(THREADS)
+    allocator.tune()  # as in our actors, so that the bare forward and the pipelines get the same malloc
     model_ref = models.resolve(args.model)
     info = models.info(model_ref)
     task = RelationTask(RelationOptions()).for_models([info["metadata"]])

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from biobert_ray import inference, models, storage
+from biobert_ray import allocator, inference, models, storage
 from biobert_ray.config import EvaluateConfig
 from biobert_ray.tasks import make_task
 from biobert_ray.tasks.base import ModelInfo, Task
@@ -52,6 +52,7 @@ def evaluate(task_name: str, config: EvaluateConfig, options: Any = None) -> dic
     examples = task.read(config.data, model=metadata)
     tokenizer = models.load_tokenizer(config.model)
     model = models.load_model(config.model, task.model_class)
+    allocator.tune()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     info = ModelInfo(config.model, dict(model.config.id2label), metadata)

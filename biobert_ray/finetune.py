@@ -30,7 +30,7 @@ from ray.data import ExecutionOptions
 from ray.train import DataConfig
 from ray.train.torch import TorchTrainer
 
-from biobert_ray import console, inference, models, resources, runs, storage
+from biobert_ray import allocator, console, inference, models, resources, runs, storage
 from biobert_ray.config import FinetuneConfig, to_dict
 from biobert_ray.console import Progress
 from biobert_ray.evaluation import evaluate_examples
@@ -67,6 +67,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     say = cfg["relay"].send if rank == 0 else (lambda record: None)
     torch.manual_seed(cfg["seed"])
     torch.set_num_threads(cfg["threads"])
+    allocator.tune()
     task: Task = cfg["task"]
     tokenizer = models.cached_tokenizer(cfg["base_model"], cfg["added_tokens"])
     restored = checkpoints.restore_latest_loadable(

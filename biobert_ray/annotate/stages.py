@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 import torch
 from ray import cloudpickle
 
-from biobert_ray import inference, models, storage
+from biobert_ray import allocator, inference, models, storage
 from biobert_ray.annotate.plan import part_uri
 from biobert_ray.tasks.base import ModelInfo, Task, Units
 
@@ -203,6 +203,7 @@ class Predictor:
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
+            allocator.tune()
         self.cpu_bf16 = cpu_bf16(precision, quantize)
         self.task, self.refs, self.groups, self.batch_size = task, refs, groups, batch_size
         self.models = []

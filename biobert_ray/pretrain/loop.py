@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from transformers import BertForMaskedLM
 
-from biobert_ray import inference, models, runs
+from biobert_ray import allocator, inference, models, runs
 from biobert_ray.pretrain.masking import Masker
 from biobert_ray.pretrain.mlm import MaskedLMLoss
 from biobert_ray.pretrain.position import DataPosition
@@ -99,6 +99,7 @@ class PretrainWorker:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         torch.set_num_threads(cfg["threads"])
+        allocator.tune()
         context = ray.train.get_context()
         self.cfg, self.rank, self.world = cfg, context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
