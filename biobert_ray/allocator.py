@@ -6,7 +6,7 @@ such sizes with ``mmap`` until its dynamic threshold has grown, and returns free
 its heap to the system as soon as 128 KiB are free there, so every batch pays for fresh pages again
 (page faults and zeroing). Raising both thresholds keeps the pages in the process for reuse. On the
 2-core Xeon of docs/benchmarks.md, with the values here against glibc's defaults: ``annotate qa`` in
-bf16 took 10% less time end to end, a fresh process's bare bf16 forward of the same batches 28% less,
+bf16 took 10% less time end to end, a fresh process's bare bf16 forward of the same batches 23% less,
 its fp32 forward 12% less and a fp32 training step 8% less, with the same peak memory; ``annotate re``,
 whose batches are short, was unchanged. A process that sets either threshold itself (``MALLOC_*_`` in
 its environment), or does not use glibc, is left as it is.
