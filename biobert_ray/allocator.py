@@ -1,5 +1,5 @@
-"""glibc's ``malloc`` tuned for processes that run models on CPU (annotation actors, training
-workers, evaluation).
+"""glibc's ``malloc`` tuned for processes that run models (annotation actors on CPU, training workers,
+evaluation): it matters where the tensors live in host memory, that is on CPU.
 
 A forward pass allocates and frees tensors of a few hundred KiB to tens of MiB per layer. glibc serves
 such sizes with ``mmap`` until its dynamic threshold has grown, and returns freed memory at the top of
