@@ -62,10 +62,11 @@ def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_quest
     job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", str(model),
            "--ner-model", genes, "--ner-model", diseases, "--re-model", relation_model,
            "--entities", str(entities), "--relations", str(relations), "--cpus-per-actor", "0.5",
-           "--keep-negative"]  # fmt: skip
+           "--keep-negative", "--max-pairs-per-sentence", "4"]  # fmt: skip
     logs = submit_job(ray_head, *job)
     assert "annotate ner: 2 shards (2 processed, 0 skipped, 0 failed), 160 articles" in logs
     assert "annotate re: 2 shards (2 processed" in logs
+    assert "candidate pairs skipped: over 4 pairs in one sentence" in logs, "the cap went to the re step"
     found = pl.read_parquet(relations / "*.parquet")
     mentions = pl.read_parquet(entities / "*.parquet")
     assert set(mentions["model"]) == {str(model), genes, diseases}

@@ -57,7 +57,8 @@ def test_annotate_s3_articles_with_s3_model_to_s3(
     relation_model, relations = f"{s3_bucket}/models/re", f"{s3_bucket}/relations"
     upload_dir(save_tiny_re_model(tiny_bert, tmp_path / "re", ("DISEASE",)), relation_model)
     argv = ["annotate", "re", "--articles", articles, "--entities", out, "--model", relation_model,
-            "--out", relations, "--keep-negative", "--cpus-per-actor", "0.5"]  # fmt: skip
+            "--out", relations, "--keep-negative", "--cpus-per-actor", "0.5",
+            "--max-pairs-per-sentence", "4"]  # fmt: skip
     assert cli.main(argv) == 0
     found = pl.scan_parquet(f"{relations}/*.parquet").collect()
     assert found.height > 0 and set(found["arg1_type"]) == set(found["arg2_type"]) == {"Disease"}
