@@ -23,7 +23,7 @@ Measured, in abstracts per second:
   by row group as the actor gets them, then length-sorted and cut into ``--batch-size`` windows as
   ``inference.predict`` does (``NerTask.collate``). Padding is built before the clock starts.
 
-On a CPU with native bf16 (``inference.cpu_has_fast_bf16``: AVX512-BF16 or AMX) ours and the bare
+Where bf16 is faster on this CPU (``inference.cpu_has_fast_bf16``) ours and the bare
 forward also run under bf16 autocast (``AnnotateConfig(precision="bf16")``, what ``"auto"``, the
 default, picks there), and the fp32 and bf16 models are scored on the NCBI-disease dev and test sets.
 ``--quantize`` also runs ours and the bare forward with int8 dynamic quantization of the Linear layers
