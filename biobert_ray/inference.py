@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ from biobert_ray.tasks.base import Task
 def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA, and on CPU when ``cpu_bf16``; fp32 otherwise.
 
-    Training keeps fp32 on CPU; inference may use bf16 there where it is faster
+    Training keeps fp32 on CPU; inference may use bf16 there on CPUs where it is faster
     (:func:`cpu_has_fast_bf16`).
     """
     if device.type == "cuda":
@@ -33,36 +32,28 @@ def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.Abstrac
 
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """Whether bf16 autocast runs a BERT-sized matrix product faster than fp32 on this process's CPU.
+    """Whether bf16 autocast beats fp32 on this machine's CPU: with AMX, or AVX512-BF16 on an AMD CPU.
 
-    Only CPUs with bf16 instructions (AVX512-BF16 or AMX) are tried; on them, the product of a batch
-    of 16 windows of 128 sub-tokens with a MiniLM feed-forward weight (2048 x 384 by 384 x 1536) is
-    timed both ways with this process's torch threads (best of 3, about 0.3 s, once per process), and
-    bf16 is chosen where it is at least 1.2x faster. The instruction sets alone do not decide it
-    (docs/benchmarks.md): the bf16 forward was 2.6x faster than fp32 on an AMD EPYC with AVX512-BF16
-    and on a Xeon with AMX, but 1.6x slower on a Xeon with AVX512-BF16 and without AMX (this product:
-    0.59x); without either, bf16 is emulated and several times slower.
+    Measured (docs/benchmarks.md): the bf16 forward ran 2.2 to 2.6x faster than fp32 on a Xeon with
+    AMX and on an AMD EPYC with AVX512-BF16, but 1.6x slower on a Xeon with AVX512-BF16 and without
+    AMX; without either, bf16 is emulated and several times slower. A rule, not a timing, so that
+    every actor of a run on the same kind of machine makes the same choice and writes the same rows.
     """
-    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        return False
-    return _product_time(bf16=False) / _product_time(bf16=True) >= 1.2
+    if torch.cpu._is_amx_tile_supported():
+        return True
+    return torch.cpu._is_avx512_bf16_supported() and _cpu_vendor() == "AuthenticAMD"
 
 
-def _product_time(bf16: bool) -> float:
-    """Best of 3 timings of 5 feed-forward products (see :func:`cpu_has_fast_bf16`), in seconds."""
-    generator = torch.Generator().manual_seed(0)  # leaves the global seed's stream to the caller
-    inputs = torch.randn(16 * 128, 384, generator=generator)
-    weight, bias = torch.randn(1536, 384, generator=generator), torch.zeros(1536)
-    precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    best = float("inf")
-    with torch.inference_mode(), precision:
-        torch.nn.functional.linear(inputs, weight, bias)  # warm-up: kernel choice
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(5):
-                torch.nn.functional.linear(inputs, weight, bias)
-            best = min(best, time.perf_counter() - start)
-    return best
+def _cpu_vendor() -> str:
+    """The ``vendor_id`` of ``/proc/cpuinfo`` (``GenuineIntel``, ``AuthenticAMD``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def predict(
