@@ -12,9 +12,9 @@ demo's). Measured:
 - **ours**: ``biobert_ray.annotate.run("qa", AnnotateConfig(..., precision="fp32"),
   QaOptions(questions=FILE))`` end to end (questions file and Parquet in, ``answers`` Parquet out), one
   actor of 1.5 CPUs (2 torch threads), a fresh output directory. Ray is started before the clock; its
-  start-up is printed apart. Where bf16 is faster on this CPU (``inference.cpu_has_fast_bf16``) ours and the
-  bare forward also run under bf16 autocast (``precision="bf16"``, what the default ``"auto"`` picks
-  there).
+  start-up is printed apart. Where bf16 is faster on this CPU (``inference.cpu_has_fast_bf16``) ours
+  and the bare forward also run under bf16 autocast (``precision="bf16"``, what the default ``"auto"``
+  picks there).
 - **bare forward**: ``model(**batch)`` alone, under ``torch.inference_mode`` with the same threads, over
   exactly the batches our actor gets, rebuilt with our code path: the batch's work list
   (``answers.plan.work_list``), per row group holding its articles the units of ``QaTask.units``, their

@@ -70,7 +70,7 @@ import psutil
 import pyarrow.parquet as pq
 import ray
 
-from biobert_ray import annotate, ingest, lease, models
+from biobert_ray import annotate, inference, ingest, lease, models
 from biobert_ray.annotate import stages
 from biobert_ray.config import AnnotateConfig, IngestConfig
 from biobert_ray.runtime import connect
@@ -567,15 +567,9 @@ def markdown(outcomes: list[Outcome]) -> str:
 
 def cpu_line() -> str:
     """The CPU's model name and whether it has native bf16 instructions."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine()):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    name, flags = platform.processor() or platform.machine(), set(inference.cpuinfo("flags").split())
+    if name in ("", platform.machine()):
+        name = inference.cpuinfo("model name") or name
     bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     return f"{name}, {os.cpu_count()} CPUs, bf16 flags: {', '.join(bf16) or 'none'}"
 

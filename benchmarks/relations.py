@@ -60,7 +60,7 @@ import torch
 # the corpus of benchmarks/annotate.py (this script's directory is on sys.path when it runs)
 from annotate import load_abstracts, time_forward, write_table
 
-from biobert_ray import allocator, annotate, models, storage
+from biobert_ray import allocator, annotate, inference, models, storage
 from biobert_ray.annotate import build, plan
 from biobert_ray.config import AnnotateConfig
 from biobert_ray.runtime import connect
@@ -74,14 +74,7 @@ SHARD = "abstracts"  # the shard annotate.write_table writes, and the entities s
 
 def cpu_name() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``platform.machine()`` where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    return inference.cpuinfo("model name") or platform.machine()
 
 
 def repeated(abstracts: pa.Table, repeat: int) -> pa.Table:

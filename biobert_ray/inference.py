@@ -41,15 +41,16 @@ def cpu_has_fast_bf16() -> bool:
     """
     if torch.cpu._is_amx_tile_supported():
         return True
-    return torch.cpu._is_avx512_bf16_supported() and _cpu_vendor() == "AuthenticAMD"
+    return torch.cpu._is_avx512_bf16_supported() and cpuinfo("vendor_id") == "AuthenticAMD"
 
 
-def _cpu_vendor() -> str:
-    """The ``vendor_id`` of ``/proc/cpuinfo`` (``GenuineIntel``, ``AuthenticAMD``); empty elsewhere."""
+def cpuinfo(field: str) -> str:
+    """The first value of ``field`` in ``/proc/cpuinfo`` (``vendor_id``: ``GenuineIntel``,
+    ``AuthenticAMD``; ``model name``; ``flags``); empty where there is no such file or field."""
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
+        with open("/proc/cpuinfo") as lines:
+            for line in lines:
+                if line.split(":", 1)[0].strip() == field:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
