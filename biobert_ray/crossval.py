@@ -7,8 +7,9 @@ Ray Train V2 documents for tuning. The trial itself reserves no CPU (its Ray Tra
 tasks reserve theirs; :data:`TRIAL_RESOURCES`), so the number of folds trained at once is set
 explicitly: as many as the cluster's CPUs (or GPUs) hold for one fold's workers plus its data stage,
 or one at a time on a single machine where each fold spreads its workers over all CPUs. A fold whose
-model is already complete (its ``biobert_ray.json`` exists) is scored again but not retrained; an
-interrupted fold resumes from its last checkpoint, as fine-tuning does. The standard deviation is the
+model was exported by the same run (same data and settings: :func:`biobert_ray.finetune.exported_by`)
+is scored again but not retrained, one trained with other settings is trained anew; an interrupted
+fold resumes from its last checkpoint, as fine-tuning does. The standard deviation is the
 sample one (``n - 1``).
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from biobert_ray import evaluation, finetune, models, resources, runs, storage
+from biobert_ray import evaluation, finetune, resources, runs, storage
 from biobert_ray.config import CrossvalConfig, EvaluateConfig, FinetuneConfig, to_dict
 from biobert_ray.runtime import connect
 from biobert_ray.training import raytrain
@@ -76,14 +77,13 @@ def concurrent_folds(config: CrossvalConfig) -> int:
 def _fold_trial(
     params: dict[str, Any], task: str, options: Any, config: CrossvalConfig, folds: dict[int, tuple[str, str]]
 ) -> None:
-    """One Tune trial: fine-tune fold ``params["fold"]`` (unless its model is complete), score it on its
-    test file, report the scores."""
+    """One Tune trial: fine-tune fold ``params["fold"]`` (a model this run exported already is kept),
+    score it on its test file, report the scores."""
     fold = params["fold"]
     train, test = folds[fold]
     out = storage.join(config.out, f"fold-{fold}")
-    if not storage.exists(storage.join(out, models.METADATA_FILE)):
-        shared = {name: getattr(config, name) for name in _SHARED}
-        finetune.finetune(task, FinetuneConfig(**shared, train=train, out=out), options, log=lambda *_: None)
+    shared = {name: getattr(config, name) for name in _SHARED}
+    finetune.finetune(task, FinetuneConfig(**shared, train=train, out=out), options, log=lambda *_: None)
     scores = evaluation.evaluate(task, EvaluateConfig(model=out, data=test), options)
     tune.report({"fold": fold, "primary": scores["primary"]["value"], "scores": scores})
 
@@ -118,10 +118,18 @@ def _quiet_tune() -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous
 
 
-def crossval(task_name: str, config: CrossvalConfig, options: Any = None, log=print) -> dict[str, Any]:
+def crossval(
+    task_name: str, config: CrossvalConfig, options: Any = None, log: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     """Run every fold of ``config.data`` for task ``task_name`` (``options``: its ``Options``) as Ray Tune
     trials; returns, and writes to ``<out>/crossval.json``, each fold's scores and the mean and sample
-    standard deviation of the primary score (and of precision and recall where the task has them)."""
+    standard deviation of the primary score (and of precision and recall where the task has them).
+
+    ``log`` (default: the ``print`` of the moment) gets the console lines; Tune pickles it with its
+    callbacks, so it is looked up per call: a ``print`` bound when this module was imported no longer
+    pickles once another library has replaced ``builtins.print`` (Ray's progress bars do).
+    """
+    log = log if log is not None else print
     folds = {k: (train, test) for k, train, test in fold_files(config.data, config.folds)}
     connect(config.address)
     parallel = concurrent_folds(config)

@@ -10,7 +10,8 @@ the run's storage (local or ``s3://``), with ``metrics.jsonl`` beside them. A wo
 the workers from the last checkpoint that loads (``FailureConfig``); rerunning the same command after
 a crash resumes the same run (same run name and storage). When the run ends, the checkpoint with the
 best primary dev score (the last one without a dev set) is exported to ``out`` as a Hugging Face
-directory with ``biobert_ray.json`` metadata (the task, its options and labels).
+directory with ``biobert_ray.json`` metadata (the task, its options and labels, the run's name);
+rerunning a run whose model is exported returns that metadata without starting Ray Train.
 """
 
 from __future__ import annotations
@@ -177,6 +178,20 @@ def _run_identity(task: Task, config: FinetuneConfig, base_model: str) -> dict[s
     return {"base_model": base_model, "task": task.name, "task_options": to_dict(task.options), **identity}
 
 
+def exported_by(out: str, run_name: str) -> dict[str, Any] | None:
+    """The metadata of the model at ``out`` if run ``run_name`` exported it (it is complete), else None.
+
+    ``biobert_ray.json`` is written last (:func:`biobert_ray.models.save`) and names the run whose
+    identity (:func:`_run_identity`: data, options, hyper-parameters, seed) produced the model, so a
+    model of another run, or a half-written one, is not taken for this run's.
+    """
+    path = storage.join(out, models.METADATA_FILE)
+    if not storage.exists(path):
+        return None
+    metadata = storage.read_json(path)
+    return metadata if metadata.get("run_name") == run_name else None
+
+
 def _ordered_ingest() -> ExecutionOptions:
     """Ray Train's ingest options with ``preserve_order``: each worker's shard holds the same windows in
     the same order on every run (its shuffle is seeded), instead of blocks in the order they arrive."""
@@ -196,6 +211,13 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
     task = make_task(task_name, options)
     started = time.perf_counter()
     base_model = config.base_model or models.default_base_model()
+    run_name = config.run_name or raytrain.default_run_name(
+        config.out, "finetune", _run_identity(task, config, base_model)
+    )
+    exported = exported_by(config.out, run_name)
+    if exported is not None:
+        log(f"finetune {task_name}: {config.out} was exported by this run ({run_name}); nothing to train")
+        return exported
     train_examples = task.read(config.train)[: config.max_train_samples]
     dev_examples = task.read(config.dev)[: config.max_eval_samples] if config.dev else []
     label_list = task.labels([*train_examples, *dev_examples])
@@ -232,9 +254,6 @@ def finetune(task_name: str, config: FinetuneConfig, options: Any = None, log=pr
         f"{total_steps} steps"
     )
     storage_path = config.storage_path or raytrain.default_storage_path(config.out)
-    run_name = config.run_name or raytrain.default_run_name(
-        config.out, "finetune", _run_identity(task, config, base_model)
-    )
     loop_config = {
         "task": task,
         "base_model": base_model,

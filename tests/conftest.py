@@ -66,12 +66,12 @@ def s3_bucket(s3_endpoint: str) -> str:
 @pytest.fixture(scope="session")
 def ray_local(s3_endpoint: str):
     """One local Ray for the session (2 CPUs, a small object store), started as the commands start a
-    local Ray (:func:`biobert_ray.runtime.start_local`)."""
+    local Ray (:func:`biobert_ray.runtime.connect`)."""
     import ray
 
-    from biobert_ray.runtime import start_local
+    from biobert_ray.runtime import connect
 
-    start_local(num_cpus=2, object_store_memory=600 * 1024**2, log_to_driver=False)
+    connect(num_cpus=2, object_store_memory=600 * 1024**2)
     yield ray
     ray.shutdown()
 

@@ -4,6 +4,7 @@ with ``weights_only=True`` (a pickle that would run code is refused, never run).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def finetune_config(tiny_bert: str, out: Path, **kw) -> FinetuneConfig:
         "base_model": tiny_bert, "train": str(NCBI / "train.tsv.gz"), "dev": str(NCBI / "devel.tsv.gz"),
         "out": str(out), "num_workers": 1, "cpus_per_worker": 0.5,
         "batch_size": 16, "max_train_samples": 200, "max_eval_samples": 20, "max_seq_length": 32,
-        "learning_rate": 1e-3, "run_name": "resume-me", **kw,
+        "learning_rate": 1e-3, "max_failures": 0, **kw,
     }  # fmt: skip
     return FinetuneConfig(**settings)
 
@@ -128,25 +129,28 @@ def test_a_state_file_that_would_run_code_is_refused(tmp_path):
 # -- fine-tuning on Ray Train ------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(300)
-def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_previous_epoch(
+@pytest.mark.timeout(420)
+def test_rerun_resumes_from_the_newest_safe_checkpoint_trains_nothing_once_exported_change_starts_anew(
     ray_local, tiny_bert, tmp_path
 ):
+    """The same command after a crash resumes its run from the newest checkpoint that loads (a state
+    file that would run code is refused, never run); once its model is exported, the same command
+    trains nothing; a changed setting is a new run."""
     out, marker = tmp_path / "model", tmp_path / "ran"
-    run_dir = tmp_path / "model.checkpoints" / "resume-me"
     first = finetune.finetune("ner", finetune_config(tiny_bert, out, epochs=2), DISEASE, log=lambda *_: None)
     assert first["resumed_from_epoch"] is None
-    # the state file of the latest checkpoint (epoch 1's) replaced by a pickle that runs code
+    run_dir = tmp_path / "model.checkpoints" / first["run_name"]
+    # a crash after epoch 1's checkpoint, before the export; that checkpoint's state file replaced by a
+    # pickle that runs code
+    shutil.rmtree(out)
     state_file = latest_checkpoint(run_dir) / checkpoints.OPTIMIZER_FILE
     state = torch.load(state_file, weights_only=True)
     torch.save({**state, "scheduler": RunsCode(marker)}, state_file)
 
-    # the same run again (as after a crash): it refuses epoch 1's checkpoint, resumes from epoch 0's
+    # the same command again: it refuses epoch 1's checkpoint, resumes from epoch 0's and says so
     error, again, said = None, {}, []
     try:
-        again = finetune.finetune(
-            "ner", finetune_config(tiny_bert, out, epochs=2, max_failures=0), DISEASE, log=said.append
-        )
+        again = finetune.finetune("ner", finetune_config(tiny_bert, out, epochs=2), DISEASE, log=said.append)
     except ray.train.TrainingFailedError as exc:
         error = exc
     assert not marker.exists(), "resuming ran the code pickled in the state file"
@@ -157,7 +161,7 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
         and "failed to load" in line
         and "resuming from checkpoint_epoch_0000" in line
         for line in said
-    ), said  # and says so on the console
+    ), said
     names = checkpoint_dirs(str(run_dir))
     assert names == ["checkpoint_epoch_0000", "checkpoint_epoch_0001"]
     # epoch 1 was trained again into its directory: every checkpoint of the run loads now
@@ -165,6 +169,20 @@ def test_finetune_refuses_a_state_file_that_would_run_code_and_resumes_from_the_
         state, _, _ = checkpoints.load(run_dir / name, NerTask.model_class, ("step", "epoch"))
         assert state["epoch"] == int(name[-4:])
     assert (out / "model.safetensors").exists() and again["best_epoch"] in (0, 1)
+
+    # exported: the same command returns the model's metadata and trains nothing
+    said = []
+    done = finetune.finetune("ner", finetune_config(tiny_bert, out, epochs=2), DISEASE, log=said.append)
+    assert done["run_name"] == again["run_name"] and done["trained_at"] == again["trained_at"]
+    assert said == [f"finetune ner: {out} was exported by this run ({again['run_name']}); nothing to train"]
+    assert checkpoint_dirs(str(run_dir)) == names
+
+    # a changed setting: a new run, from the base model, over the same output
+    changed = finetune.finetune(
+        "ner", finetune_config(tiny_bert, out, epochs=1), DISEASE, log=lambda *_: None
+    )
+    assert changed["run_name"] != first["run_name"] and changed["resumed_from_epoch"] is None
+    assert storage.read_json(str(out / "biobert_ray.json"))["run_name"] == changed["run_name"]
 
 
 # -- pretraining on Ray Train ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from conftest import SAMPLES
 from transformers import AutoModelForTokenClassification
 
-from biobert_ray import cli, finetune
+from biobert_ray import cli, finetune, storage
 from biobert_ray.config import FinetuneConfig
 from biobert_ray.tasks.ner import NerOptions
 
@@ -80,37 +80,6 @@ def test_two_workers_checkpoint_every_epoch_and_resume_after_a_worker_dies(tiny_
     assert metadata["dev_scores"]["overall"]["support"] > 0 and metadata["best_epoch"] in (0, 1, 2)
 
 
-def test_rerunning_a_finished_run_resumes_it_and_a_changed_run_starts_anew(tiny_bert, tmp_path, capsys):
-    out = tmp_path / "model"
-    first = finetune.finetune(
-        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200), DISEASE
-    )
-    again = finetune.finetune(
-        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=200), DISEASE
-    )
-    assert again["run_name"] == first["run_name"] and again["best_epoch"] == first["best_epoch"] == 0
-    assert len(registered_checkpoints(tmp_path / "model.checkpoints")) == 1, "a finished run trains no more"
-    changed = finetune.finetune(
-        "ner", config(tiny_bert, out, epochs=1, num_workers=1, max_train_samples=100), DISEASE
-    )
-    assert changed["run_name"] != first["run_name"] and changed["resumed_from_epoch"] is None
-    code = cli.main(
-        [
-            "evaluate",
-            "ner",
-            "--model",
-            str(out),
-            "--data",
-            str(NCBI / "test.tsv.gz"),
-            "--out",
-            str(tmp_path / "s.json"),
-        ]
-    )
-    assert code == 0 and "overall" in capsys.readouterr().out
-    scores = json.loads((tmp_path / "s.json").read_text())
-    assert scores["examples"] == 940 and scores["overall"]["support"] == 960
-
-
 def test_malformed_training_file_is_refused_with_file_and_line(tiny_bert, tmp_path, capsys):
     bad = tmp_path / "train.tsv"
     bad.write_text("Mutations\tO\ncause\tO\nataxia B\n")
@@ -119,3 +88,14 @@ def test_malformed_training_file_is_refused_with_file_and_line(tiny_bert, tmp_pa
     )
     assert code == 2
     assert f"{bad}:3" in capsys.readouterr().err
+
+
+def test_a_model_counts_as_exported_by_a_run_only_if_its_metadata_names_that_run(tmp_path):
+    out = str(tmp_path / "model")
+    assert finetune.exported_by(out, "finetune-1") is None  # nothing there
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"weights, metadata not written yet")
+    assert finetune.exported_by(out, "finetune-1") is None  # half-written: the metadata comes last
+    storage.write_json({"task": "ner", "run_name": "finetune-1"}, f"{out}/biobert_ray.json")
+    assert finetune.exported_by(out, "finetune-1")["task"] == "ner"
+    assert finetune.exported_by(out, "finetune-2") is None  # another run's model (other data or settings)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from conftest import SAMPLES, save_tiny_ner_model, save_tiny_qa_model, save_tiny_re_model, submit_job
 
-from biobert_ray import cli, storage
+from biobert_ray import cli, models, storage
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -27,22 +27,28 @@ def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_quest
     ray_head, tiny_bert, medline_160, s3_bucket, tmp_path
 ):
     ncbi = SAMPLES / "ncbi_disease"
-    model, scores, entities = tmp_path / "model", tmp_path / "scores.json", tmp_path / "entities"
+    # the tagger and its checkpoints to s3
+    model, scores, entities = f"{s3_bucket}/models/ner", tmp_path / "scores.json", tmp_path / "entities"
     finetune = [
         "python", "jobs/finetune.py", "ner", "--train", str(ncbi / "train.tsv.gz"),
         "--entity-type", "Disease",
-        "--base-model", tiny_bert, "--out", str(model), "--epochs", "1", "--max-train-samples", "100",
+        "--base-model", tiny_bert, "--out", model, "--epochs", "1", "--max-train-samples", "100",
         "--cpus-per-worker", "0.5", "--max-seq-length", "32",
     ]  # fmt: skip
     logs = submit_job(ray_head, *finetune)
     assert f"best epoch 1; model saved to {model}" in logs
     assert "finetune ner: 100 training examples" in logs and "epoch 1: dev F1" not in logs  # no dev set
+    fs, _ = storage.filesystem(model)
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls(model.removeprefix("s3://"))}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "biobert_ray.json"} <= names
+    assert fs.glob(f"{model.removeprefix('s3://')}.checkpoints/*/checkpoint_*/optimizer.pt")
+    assert models.read_metadata(model)["task"] == "ner"  # read through the node-local cache
     evaluate = [
         "python",
         "jobs/evaluate.py",
         "ner",
         "--model",
-        str(model),
+        model,
         "--data",
         str(ncbi / "test.tsv.gz"),
     ]
@@ -59,7 +65,7 @@ def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_quest
     diseases = save_tiny_ner_model(tiny_bert, tmp_path / "ner-disease", "Disease", seed=1)
     relation_model = save_tiny_re_model(tiny_bert, tmp_path / "re")
     relations = tmp_path / "relations"
-    job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", str(model),
+    job = ["python", "jobs/extract.py", "--articles", medline_160, "--ner-model", model,
            "--ner-model", genes, "--ner-model", diseases, "--re-model", relation_model,
            "--entities", str(entities), "--relations", str(relations), "--cpus-per-actor", "0.5",
            "--keep-negative", "--max-pairs-per-sentence", "4"]  # fmt: skip
@@ -69,7 +75,7 @@ def test_jobs_finetune_evaluate_extract_entities_and_relations_then_answer_quest
     assert "candidate pairs skipped: over 4 pairs in one sentence" in logs, "the cap went to the re step"
     found = pl.read_parquet(relations / "*.parquet")
     mentions = pl.read_parquet(entities / "*.parquet")
-    assert set(mentions["model"]) == {str(model), genes, diseases}
+    assert set(mentions["model"]) == {model, genes, diseases}
     assert found.height > 0 and set(found["pmid"]) <= set(mentions["pmid"])
     # questions over the same articles on s3: the BM25 index beside them, then annotate qa as a job
     articles, answers = f"{s3_bucket}/articles", f"{s3_bucket}/answers"

@@ -1,15 +1,14 @@
-"""NER with s3:// everywhere (moto's S3 server on loopback): model, checkpoints, articles, entities."""
+"""NER and relations with s3:// everywhere (moto's S3 server on loopback): model, articles, entities,
+relations. Fine-tuning to s3 (model and checkpoints) is in ``test_jobs.py``."""
 
 from __future__ import annotations
 
-import fsspec
 import polars as pl
 import pytest
-from conftest import SAMPLES, save_tiny_re_model
+from conftest import save_tiny_re_model
 
-from biobert_ray import annotate, cli, finetune, models, storage
-from biobert_ray.config import AnnotateConfig, FinetuneConfig
-from biobert_ray.tasks.ner import NerOptions
+from biobert_ray import annotate, cli, models, storage
+from biobert_ray.config import AnnotateConfig
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
 
@@ -17,20 +16,6 @@ pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.timeout(400)]
 def upload_dir(local: str, uri: str) -> None:
     fs, path = storage.filesystem(uri)
     fs.put(local.rstrip("/") + "/", path, recursive=True)
-
-
-def test_finetune_to_s3_checkpoints_and_model(tiny_bert, s3_bucket):
-    out = f"{s3_bucket}/models/ner-disease"
-    config = FinetuneConfig(
-        base_model=tiny_bert, train=str(SAMPLES / "ncbi_disease" / "train.tsv.gz"),
-        out=out, num_workers=1, cpus_per_worker=0.5, epochs=1, max_train_samples=100, max_seq_length=32,
-    )  # fmt: skip
-    finetune.finetune("ner", config, NerOptions(entity_type="Disease"), log=lambda *_: None)
-    fs = fsspec.filesystem("s3")
-    names = {p.rsplit("/", 1)[-1] for p in fs.ls(out.removeprefix("s3://"))}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "biobert_ray.json"} <= names
-    assert fs.glob(f"{out.removeprefix('s3://')}.checkpoints/*/checkpoint_*/optimizer.pt")
-    assert models.read_metadata(out)["task"] == "ner"  # read through the node-local cache
 
 
 def test_annotate_s3_articles_with_s3_model_to_s3(

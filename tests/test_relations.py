@@ -107,37 +107,6 @@ def test_a_long_sentence_keeps_both_arguments_in_its_window(tiny_bert):
     assert "label" not in window and len(window["input_ids"]) < 64
 
 
-@pytest.mark.usefixtures("ray_local")
-@pytest.mark.timeout(400)
-def test_finetune_and_evaluate_gad_through_the_shared_path(tiny_bert, tmp_path, capsys):
-    model = str(tmp_path / "re-gad")
-    config = FinetuneConfig(
-        base_model=tiny_bert, train=str(GAD / "train.tsv.gz"), dev=str(GAD / "test.tsv.gz"), out=model,
-        epochs=1, batch_size=16, learning_rate=1e-3, max_seq_length=64, max_train_samples=400,
-        max_eval_samples=100, num_workers=1, cpus_per_worker=0.5,
-    )  # fmt: skip
-    summary = finetune.finetune("re", config, log=lambda *_: None)
-    metadata = models.read_metadata(model)
-    assert metadata["task"] == "re" and metadata["label_list"] == ["0", "1"]
-    assert metadata["marking"] == "anonymized" and metadata["negative_label"] == "0"
-    assert summary["dev_scores"]["primary"]["name"] == "f1"
-
-    data = str(GAD / "test.tsv.gz")
-    assert cli.main(["evaluate", "re", "--model", model, "--data", data, "--max-seq-length", "64"]) == 0
-    out = capsys.readouterr().out
-    assert "(534 examples)" in out and "negative class '0' excluded" in out
-
-    # a file marked another way than the model was trained with, and a model of another task: refused
-    chemprot = tmp_path / "chemprot.jsonl"
-    with gzip.open(CHEMPROT / "dev.jsonl.gz", "rt") as f:
-        chemprot.write_text(f.read())
-    assert json.loads(chemprot.read_text().splitlines()[0])["label"]
-    assert cli.main(["evaluate", "re", "--model", model, "--data", str(chemprot)]) == 2
-    assert "marks its arguments as 'positional'" in capsys.readouterr().err
-    assert cli.main(["evaluate", "ner", "--model", model, "--data", data]) == 2
-    assert "is a 're' model (biobert_ray.json), not a 'ner' model" in capsys.readouterr().err
-
-
 def first_documents(source, out, count: int) -> str:
     """The first ``count`` documents of a PubTator file, written to ``out``."""
     with gzip.open(source, "rt") as f:
@@ -315,7 +284,9 @@ def corrupt_one_row(entities: str, out: str) -> dict:
 
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.timeout(500)
-def test_crossval_runs_each_fold_as_a_tune_trial_and_reports_mean_and_sd(tiny_bert, tmp_path, capsys):
+def test_crossval_runs_each_fold_as_a_tune_trial_and_its_fold_models_evaluate_through_the_cli(
+    tiny_bert, tmp_path, capsys
+):
     with gzip.open(GAD / "train.tsv.gz", "rt") as f:
         lines = f.read().splitlines()
     for fold in (1, 2):  # two folds of BioBERT's layout, from different slices of GAD fold 1
@@ -342,3 +313,23 @@ def test_crossval_runs_each_fold_as_a_tune_trial_and_reports_mean_and_sd(tiny_be
     # a rerun scores the complete folds again without retraining them
     before = (out / "fold-1" / "model.safetensors").stat().st_mtime
     assert cli.main(argv) == 0 and (out / "fold-1" / "model.safetensors").stat().st_mtime == before
+    capsys.readouterr()
+
+    # a fold's model is a GAD model of the shared fine-tuning path, scored by `evaluate re` on GAD's test
+    model = str(out / "fold-1")
+    metadata = models.read_metadata(model)
+    assert metadata["task"] == "re" and metadata["label_list"] == ["0", "1"]
+    assert metadata["marking"] == "anonymized" and metadata["negative_label"] == "0"
+    data = str(GAD / "test.tsv.gz")
+    assert cli.main(["evaluate", "re", "--model", model, "--data", data, "--max-seq-length", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "(534 examples)" in printed and "negative class '0' excluded" in printed
+    # a file marked another way than the model was trained with, and a model of another task: refused
+    chemprot = tmp_path / "chemprot.jsonl"
+    with gzip.open(CHEMPROT / "dev.jsonl.gz", "rt") as f:
+        chemprot.write_text(f.read())
+    assert json.loads(chemprot.read_text().splitlines()[0])["label"]
+    assert cli.main(["evaluate", "re", "--model", model, "--data", str(chemprot)]) == 2
+    assert "marks its arguments as 'positional'" in capsys.readouterr().err
+    assert cli.main(["evaluate", "ner", "--model", model, "--data", data]) == 2
+    assert "is a 're' model (biobert_ray.json), not a 'ner' model" in capsys.readouterr().err
