@@ -42,7 +42,7 @@ def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in FORWARDED_ENV_VARS if k in environ}
 
 
-def connect(address: str | None = None, **local_options: Any) -> None:
+def connect(address: str | None = None) -> None:
     """Start or join Ray once per process.
 
     ``address`` (or ``$RAY_ADDRESS``) joins an existing cluster and forwards the non-secret settings
@@ -52,7 +52,6 @@ def connect(address: str | None = None, **local_options: Any) -> None:
     job, ``RAY_ADDRESS`` is already set and the job's own runtime environment is kept. Ray's own log
     lines and the workers' output stay off the console unless ``console.VERBOSE``
     (:func:`biobert_ray.console.quiet_ray`), and Ray Data draws no progress bars.
-    ``local_options`` (for example ``num_cpus``) go to :func:`start_local`; joining a cluster takes none.
     """
     if ray.is_initialized():
         return
@@ -64,12 +63,10 @@ def connect(address: str | None = None, **local_options: Any) -> None:
         env = forwarded_env(os.environ)
         if env:
             kwargs["runtime_env"] = {"env_vars": env}
-    if address and local_options:
-        raise ValueError(f"options of a local Ray ({', '.join(local_options)}) given with a cluster address")
     if address:
         ray.init(address=address, **kwargs)
     else:
-        start_local(**{**kwargs, **local_options})
+        start_local(**kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
