@@ -185,10 +185,10 @@ def exported_by(out: str, run_name: str) -> dict[str, Any] | None:
     identity (:func:`_run_identity`: data, options, hyper-parameters, seed) produced the model, so a
     model of another run, or a half-written one, is not taken for this run's.
     """
-    path = storage.join(out, models.METADATA_FILE)
-    if not storage.exists(path):
+    try:
+        metadata = storage.read_json(storage.join(out, models.METADATA_FILE))
+    except FileNotFoundError:
         return None
-    metadata = storage.read_json(path)
     return metadata if metadata.get("run_name") == run_name else None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import ray
 import ray.data
@@ -29,7 +28,7 @@ FORWARDED_ENV_VARS = (*STORAGE_ENV_VARS, "HF_HOME", "HF_HUB_OFFLINE", "BIOBERT_R
 
 #: Ray Train's preemption watcher, an extra actor process per training run that polls whether the
 #: run's nodes are being drained (spot instances of a cluster). A local Ray on one machine has no
-#: such nodes, so :func:`start_local` turns it off unless the variable is set.
+#: such nodes, so :func:`connect` turns it off there unless the variable is set.
 PREEMPTION_WATCHER_ENV_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
@@ -47,11 +46,13 @@ def connect(address: str | None = None) -> None:
 
     ``address`` (or ``$RAY_ADDRESS``) joins an existing cluster and forwards the non-secret settings
     of :data:`FORWARDED_ENV_VARS` to its workers (:func:`forwarded_env`; never credentials: the
-    cluster's nodes use their instance profile); with neither, a local Ray starts on this machine
-    (:func:`start_local`), whose workers inherit this process's environment. Inside a submitted Ray
-    job, ``RAY_ADDRESS`` is already set and the job's own runtime environment is kept. Ray's own log
-    lines and the workers' output stay off the console unless ``console.VERBOSE``
-    (:func:`biobert_ray.console.quiet_ray`), and Ray Data draws no progress bars.
+    cluster's nodes use their instance profile); with neither, a local Ray starts on this machine,
+    whose workers inherit this process's environment, with no dashboard, up to
+    :data:`LOCAL_IDLE_WORKERS` idle workers and no preemption watcher in training runs (unless
+    :data:`PREEMPTION_WATCHER_ENV_VAR` is set). Inside a submitted Ray job, ``RAY_ADDRESS`` is
+    already set and the job's own runtime environment is kept. Ray's own log lines and the workers'
+    output stay off the console unless ``console.VERBOSE`` (:func:`biobert_ray.console.quiet_ray`),
+    and Ray Data draws no progress bars.
     """
     if ray.is_initialized():
         return
@@ -63,25 +64,9 @@ def connect(address: str | None = None) -> None:
         env = forwarded_env(os.environ)
         if env:
             kwargs["runtime_env"] = {"env_vars": env}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        start_local(**kwargs)
+    if not address:
+        kwargs["include_dashboard"] = False
+        kwargs["_system_config"] = {"num_workers_soft_limit": LOCAL_IDLE_WORKERS}
+        os.environ.setdefault(PREEMPTION_WATCHER_ENV_VAR, "0")  # read by Ray Train when a run starts
+    ray.init(address=address, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
-
-
-def start_local(**init_options: Any) -> None:
-    """Start a Ray on this machine: ``ray.init(**init_options)`` with a local Ray's settings.
-
-    No dashboard; up to :data:`LOCAL_IDLE_WORKERS` idle workers kept (a worker that has run a stage
-    keeps its imports for the next); no preemption watcher in training runs
-    (:data:`PREEMPTION_WATCHER_ENV_VAR`, read by Ray Train when a run starts, unless already set).
-    ``init_options`` (for example ``num_cpus``) are passed on and override these settings.
-    """
-    os.environ.setdefault(PREEMPTION_WATCHER_ENV_VAR, "0")
-    options = {
-        "include_dashboard": False,
-        "_system_config": {"num_workers_soft_limit": LOCAL_IDLE_WORKERS},
-        **init_options,
-    }
-    ray.init(**options)
