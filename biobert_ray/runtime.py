@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import ray
 import ray.data
@@ -41,7 +42,7 @@ def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in FORWARDED_ENV_VARS if k in environ}
 
 
-def connect(address: str | None = None) -> None:
+def connect(address: str | None = None, **local_options: Any) -> None:
     """Start or join Ray once per process.
 
     ``address`` (or ``$RAY_ADDRESS``) joins an existing cluster and forwards the non-secret settings
@@ -49,7 +50,8 @@ def connect(address: str | None = None) -> None:
     cluster's nodes use their instance profile); with neither, a local Ray starts on this machine,
     whose workers inherit this process's environment, with no dashboard, up to
     :data:`LOCAL_IDLE_WORKERS` idle workers and no preemption watcher in training runs (unless
-    :data:`PREEMPTION_WATCHER_ENV_VAR` is set). Inside a submitted Ray job, ``RAY_ADDRESS`` is
+    :data:`PREEMPTION_WATCHER_ENV_VAR` is set); ``local_options`` (``ray.init`` arguments such as
+    ``num_cpus``) are passed to that local Ray only. Inside a submitted Ray job, ``RAY_ADDRESS`` is
     already set and the job's own runtime environment is kept. Ray's own log lines and the workers'
     output stay off the console unless ``console.VERBOSE`` (:func:`biobert_ray.console.quiet_ray`),
     and Ray Data draws no progress bars.
@@ -67,6 +69,7 @@ def connect(address: str | None = None) -> None:
     if not address:
         kwargs["include_dashboard"] = False
         kwargs["_system_config"] = {"num_workers_soft_limit": LOCAL_IDLE_WORKERS}
+        kwargs.update(local_options)
         os.environ.setdefault(PREEMPTION_WATCHER_ENV_VAR, "0")  # read by Ray Train when a run starts
     ray.init(address=address, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False

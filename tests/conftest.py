@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from biobert_ray.runtime import LOCAL_IDLE_WORKERS, PREEMPTION_WATCHER_ENV_VAR
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "biobert_ray" / "sample_data"
 RAY_BIN = str(Path(sys.executable).parent / "ray")
@@ -63,21 +65,28 @@ def s3_bucket(s3_endpoint: str) -> str:
 
 @pytest.fixture(scope="session")
 def ray_local(s3_endpoint: str):
-    """One local Ray for the session (2 CPUs, a small object store)."""
+    """One local Ray for the session (2 CPUs, a small object store), started as the commands start a
+    local Ray (:func:`biobert_ray.runtime.connect`: idle workers kept, no preemption watcher)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=600 * 1024**2, log_to_driver=False)
+    from biobert_ray.runtime import connect
+
+    connect(num_cpus=2, object_store_memory=600 * 1024**2)
     yield ray
     ray.shutdown()
 
 
 def _ray_env() -> dict[str, str]:
     env = dict(os.environ)
+    env.pop(PREEMPTION_WATCHER_ENV_VAR, None)  # set by the session's local Ray; a cluster keeps Ray's default
     env.update(
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # keep the node on 127.0.0.1
         RAY_AUTH_MODE="token",  # the default of `ray start`; clients must send the same token
         RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex,
         RAY_USAGE_STATS_ENABLED="0",
+        # keep idle workers as a local Ray of `biobert_ray.runtime.connect` does (Ray's default of one
+        # per CPU kills them after a second idle on this 2-CPU head, and each new one imports torch again)
+        RAY_num_workers_soft_limit=str(LOCAL_IDLE_WORKERS),
     )
     return env
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,19 @@ def read_metrics(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f.read().decode().splitlines()]
 
 
+@contextlib.contextmanager
+def logged(logger: str) -> Iterator[list[str]]:
+    """The messages of ``logger``'s warnings (and worse) while the block runs."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger(logger).addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logging.getLogger(logger).removeHandler(handler)
+
+
 def checkpoint_dirs(run_dir: str) -> list[str]:
     fs, path = storage.filesystem(run_dir)
     names = [storage.basename(p) for p in fs.ls(path, detail=False) if fs.isdir(p)]
@@ -55,7 +70,7 @@ def test_options_that_do_not_fit_are_refused(capsys):
 
 @pytest.mark.timeout(420)
 def test_interrupted_run_resumes_from_its_newest_loadable_checkpoint_and_finishes(
-    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch, caplog
+    ray_local, sample_articles, tiny_bert, tmp_path, monkeypatch
 ):
     out = str(tmp_path / "model")
     run_dir = storage.join(f"{out}.checkpoints", raytrain.default_run_name(out, "pretrain"))
@@ -71,12 +86,12 @@ def test_interrupted_run_resumes_from_its_newest_loadable_checkpoint_and_finishe
     # the newest one that loads, and say so
     weights = Path(run_dir) / "checkpoint_00000010" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    with caplog.at_level(logging.WARNING, logger="biobert_ray.training.checkpoints"):
+    with logged("biobert_ray.training.checkpoints") as warnings:
         assert latest_state(f"{out}.checkpoints", storage.basename(run_dir))["step"] == 5
     assert any(
-        "checkpoint checkpoint_00000010 of" in r.message and "resuming from checkpoint_00000005" in r.message
-        for r in caplog.records
-    )
+        "checkpoint checkpoint_00000010 of" in line and "resuming from checkpoint_00000005" in line
+        for line in warnings
+    ), warnings
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain.run(config)
 
