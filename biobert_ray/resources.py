@@ -9,7 +9,8 @@ actors would reserve with what the cluster has:
 - On a single-node Ray (the local Ray a command starts, or a one-machine cluster) an unset
   reservation is sized to share the node's CPUs among the units, minus what the data stages need,
   and the choice is printed; a reservation that cannot fit is refused with a message naming the
-  option to change.
+  option to change; CPUs held now by other work (another job's actors) are named in a warning, since
+  the job waits for them.
 - On a multi-node cluster an unset reservation is one CPU per unit (Ray's default), and one that
   does not fit the CPUs there now is reported as a warning: the autoscaler may add nodes.
 """
@@ -64,8 +65,11 @@ def cpus_per_unit(
             f"{units} {unit}(s) x {per:g} CPUs ({total:g} CPUs here, {data_cpus:g} kept for the data stages; "
             f"{flag} to change)"
         )
+        _warn_if_held(units * per + data_cpus, total, log)
         return per
     if requested * units <= room:
+        if single_node:
+            _warn_if_held(units * requested + data_cpus, total, log)
         return requested
     fit = math.floor(room / units / STEP) * STEP
     message = (
@@ -77,3 +81,15 @@ def cpus_per_unit(
         raise ResourceError(f"{message}: the job would wait forever; {advice}")
     log(f"warning: {message}; the job waits until the cluster adds CPUs")
     return requested
+
+
+def _warn_if_held(needed: float, total: float, log: Callable[[str], Any]) -> None:
+    """Say so when other work on this single-node Ray holds CPUs that this job's ``needed`` CPUs count
+    on (another job's actors or workers): the job then waits for them, and without this line nothing
+    says why."""
+    free = ray.available_resources().get("CPU", 0.0)
+    if free < needed:
+        log(
+            f"warning: {total - free:g} of this Ray's {total:g} CPUs are held by other work now; this job "
+            f"needs {needed:g} and waits until they are free"
+        )
