@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from biobert_ray.runtime import LOCAL_IDLE_WORKERS, PREEMPTION_WATCHER_ENV_VAR
+from biobert_ray.runtime import LOCAL_IDLE_WORKERS, PREEMPTION_WATCHER_ENV_VAR, connect
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "biobert_ray" / "sample_data"
@@ -68,8 +68,6 @@ def ray_local(s3_endpoint: str):
     """One local Ray for the session (2 CPUs, a small object store), started as the commands start a
     local Ray (:func:`biobert_ray.runtime.connect`: idle workers kept, no preemption watcher)."""
     import ray
-
-    from biobert_ray.runtime import connect
 
     connect(num_cpus=2, object_store_memory=600 * 1024**2)
     yield ray
