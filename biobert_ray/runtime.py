@@ -51,15 +51,17 @@ def connect(address: str | None = None, **local_options: Any) -> None:
     whose workers inherit this process's environment, with no dashboard, up to
     :data:`LOCAL_IDLE_WORKERS` idle workers and no preemption watcher in training runs (unless
     :data:`PREEMPTION_WATCHER_ENV_VAR` is set); ``local_options`` (``ray.init`` arguments such as
-    ``num_cpus``) are passed to that local Ray only. Inside a submitted Ray job, ``RAY_ADDRESS`` is
-    already set and the job's own runtime environment is kept. Ray's own log lines and the workers'
-    output stay off the console unless ``console.VERBOSE`` (:func:`biobert_ray.console.quiet_ray`),
-    and Ray Data draws no progress bars.
+    ``num_cpus``) are passed to that local Ray only (ValueError with an address). Inside a submitted
+    Ray job, ``RAY_ADDRESS`` is already set and the job's own runtime environment is kept. Ray's own
+    log lines and the workers' output stay off the console unless ``console.VERBOSE``
+    (:func:`biobert_ray.console.quiet_ray`), and Ray Data draws no progress bars.
     """
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and local_options:
+        raise ValueError(f"options of a local Ray ({', '.join(local_options)}) given with a cluster address")
     if ray.is_initialized():
         return
     console.quiet_ray()
-    address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"logging_level": logging.INFO, "log_to_driver": console.VERBOSE}
     in_job = "RAY_JOB_ID" in os.environ or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     if address and not in_job:

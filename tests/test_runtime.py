@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import ray
 import ray.data
 
@@ -66,3 +67,8 @@ def test_joining_a_cluster_sends_no_credentials(monkeypatch):
     assert env_vars == SETTINGS
     assert not set(SECRETS) & set(env_vars)
     assert not any(value in str(kwargs) for value in SECRETS.values())
+
+
+def test_options_of_a_local_ray_are_refused_with_a_cluster_address():
+    with pytest.raises(ValueError, match=r"options of a local Ray \(num_cpus\) given with a cluster address"):
+        runtime.connect("ray://head:10001", num_cpus=2)
