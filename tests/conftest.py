@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from biobert_ray.runtime import LOCAL_IDLE_WORKERS, PREEMPTION_WATCHER_ENV_VAR, connect
+from biobert_ray.runtime import (
+    LOCAL_IDLE_WORKERS,
+    LOCAL_TRAIN_ENV,
+    PREEMPTION_WATCHER_ENV_VAR,
+    TRAIN_POLL_ENV_VAR,
+    connect,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "biobert_ray" / "sample_data"
@@ -77,6 +83,8 @@ def ray_local(s3_endpoint: str):
 def _ray_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop(PREEMPTION_WATCHER_ENV_VAR, None)  # set by the session's local Ray; a cluster keeps Ray's default
+    # a head of one small machine: its training runs poll their workers as a local Ray's do
+    env[TRAIN_POLL_ENV_VAR] = LOCAL_TRAIN_ENV[TRAIN_POLL_ENV_VAR]
     env.update(
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # keep the node on 127.0.0.1
         RAY_AUTH_MODE="token",  # the default of `ray start`; clients must send the same token
