@@ -6,18 +6,7 @@
 - :mod:`~biobert_ray.annotate.driver`: the run: lease, chain, merging shards, markers, summary.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from biobert_ray import lazy
 
 __all__ = ["run"]
-
-
-def __getattr__(name: str) -> Any:
-    """``run`` is imported on first use: a Ray worker that unpickles a stage function of this package
-    then imports that stage's module only, not the driver with Ray Train, torch and transformers."""
-    if name == "run":
-        from biobert_ray.annotate.driver import run
-
-        return run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy.attributes(__name__, {"run": "biobert_ray.annotate.driver"})

@@ -13,18 +13,7 @@ The optimizer, schedule, checkpoints and progress line come from :mod:`biobert_r
 shared with fine-tuning.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from biobert_ray import lazy
 
 __all__ = ["run"]
-
-
-def __getattr__(name: str) -> Any:
-    """``run`` is imported on first use: a Ray worker that unpickles a stage function of this package
-    then imports that stage's module only, not the driver with Ray Train, torch and transformers."""
-    if name == "run":
-        from biobert_ray.pretrain.driver import run
-
-        return run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy.attributes(__name__, {"run": "biobert_ray.pretrain.driver"})
